@@ -1,0 +1,33 @@
+# mape-py developer entry points. Everything installs what it needs via tools/setup-dev.
+PY := .venv/bin/python
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/mape/__init__.py)
+
+.PHONY: all setup test unit demo ipk bench lint clean
+
+all: test
+
+setup:
+	@tools/setup-dev
+
+# The README's test command: every tier (unit, netns, service, package, luci, vm).
+test: setup
+	$(PY) -m pytest
+
+# Fast inner loop: pure core only.
+unit: setup
+	$(PY) -m pytest tests/unit
+
+demo: setup
+	$(PY) -m tools.demo
+
+ipk: setup
+	$(PY) tools/build_ipk.py --out dist
+
+bench: setup
+	$(PY) -m bench
+
+lint: setup
+	$(PY) -m vermin --no-tips --violations --target=3.9- src/mape
+
+clean:
+	rm -rf dist build .pytest_cache
