@@ -1,0 +1,52 @@
+"""List the MAP rule table, or show the rule that covers a prefix.
+
+  mape-py rules                      every rule, one per line
+  mape-py rules --provider biglobe   only one provider's rules
+  mape-py rules 2404:7a82:4d02:4100::/56   the rule covering a prefix
+  mape-py rules --summary            counts per provider and BR
+"""
+import sys
+
+
+def add_arguments(parser):
+    parser.add_argument("prefix", nargs="?", help="show the rule covering this prefix")
+    parser.add_argument("--provider", help="only this provider (v6plus, biglobe, ocn_vc, nuro, user)")
+    parser.add_argument("--summary", action="store_true", help="counts per provider, confidence and BR")
+    parser.add_argument("--json", action="store_true", help="JSON, one rule per line")
+    parser.add_argument("--config", default="/etc/config/mape", metavar="FILE",
+                        help="also user `config rule` sections from FILE (default: %(default)s)")
+
+
+def run(args):
+    import json
+
+    from mape.commands.calc import load_table
+    from mape.core.errors import UnsupportedPrefix
+    from mape.core.mapping import parse_line_input, _prefix
+
+    table = load_table(args.config)
+    if args.prefix:
+        line = parse_line_input(args.prefix)
+        rule = table.lookup(_prefix(line.addr, line.length))
+        if rule is None:
+            raise UnsupportedPrefix("no MAP-E rule covers %s" % args.prefix)
+        rules = [rule]
+    else:
+        rules = [r for r in table.rules if not args.provider or r.provider == args.provider]
+    if args.summary:
+        counts = {}
+        for r in rules:
+            key = (r.provider, r.confidence, r.br)
+            counts[key] = counts.get(key, 0) + 1
+        for (provider, confidence, br), n in sorted(counts.items()):
+            print("%-8s %-5s %4d rules  BR %s" % (provider, confidence, n, br))
+        return 0
+    for r in rules:
+        if args.json:
+            print(json.dumps(r.as_dict()))
+        else:
+            print("%-8s %-5s %s/%d -> %s/%d ealen %d psidlen %d offset %d br %s" % (
+                r.provider, r.confidence, r.ip6prefix_text, r.ip6len, r.ipv4_text, r.ip4len,
+                r.ealen, r.psidlen, r.offset, r.br))
+    sys.stdout.flush()
+    return 0

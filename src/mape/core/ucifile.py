@@ -1,0 +1,56 @@
+"""Parser for UCI config-file syntax (/etc/config/* and `uci export` output). Pure."""
+import shlex
+
+from mape.core.errors import InputError
+
+
+class Section:
+    __slots__ = ("type", "name", "options")
+
+    def __init__(self, type_, name):
+        self.type = type_
+        self.name = name
+        self.options = {}  # option -> str, list option -> list of str
+
+    def get(self, key, default=None):
+        return self.options.get(key, default)
+
+
+def parse(text, source="config"):
+    """Sections in file order. Raises InputError (one line, with the line number) on garbage."""
+    sections = []
+    current = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as e:
+            raise InputError("%s line %d: %s" % (source, number, e))
+        if not words:
+            continue
+        keyword = words[0]
+        if keyword == "package":
+            continue
+        if keyword == "config":
+            if len(words) not in (2, 3):
+                raise InputError("%s line %d: expected: config TYPE ['NAME']" % (source, number))
+            current = Section(words[1], words[2] if len(words) == 3 else None)
+            sections.append(current)
+        elif keyword in ("option", "list"):
+            if current is None or len(words) not in (2, 3):
+                raise InputError("%s line %d: expected: %s NAME 'VALUE' inside a config section"
+                                 % (source, number, keyword))
+            value = words[2] if len(words) == 3 else ""
+            if keyword == "option":
+                current.options[words[1]] = value
+            else:
+                existing = current.options.get(words[1])
+                if not isinstance(existing, list):
+                    existing = [] if existing is None else [existing]
+                existing.append(value)
+                current.options[words[1]] = existing
+        else:
+            raise InputError("%s line %d: unknown keyword %r" % (source, number, keyword))
+    return sections
