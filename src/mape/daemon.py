@@ -1,0 +1,445 @@
+"""The mape-py daemon: one select() loop around observe -> compute -> plan -> apply -> report.
+
+Wakes up only for: ubus events about wan6/wan, signals (SIGHUP: re-read the settings and
+recompute now; SIGUSR1: refresh port usage in the status; SIGTERM/SIGINT: clean exit), the
+end of a debounce window, and the slow safety re-check (`recheck` seconds). Nothing is
+written when the desired state equals the current one.
+"""
+import errno
+import os
+import selectors
+import signal
+import time
+
+from mape.core import observe as observe_mod
+from mape.core.errors import MapeError, UnsupportedPrefix
+from mape.core.plan import Target
+from mape.shell import statusfile
+from mape.shell.system import CommandError
+
+CONFIG_PATH = "/etc/config/mape"
+RUN_DIR = "/var/run/mape-py"
+
+
+class Daemon:
+    def __init__(self, platform, system, log, config_path=CONFIG_PATH, status_path=statusfile.STATUS_PATH,
+                 pid_path=statusfile.PID_PATH, clock=time.time):
+        self.platform = platform
+        self.system = system
+        self.log = log
+        self.config_path = config_path
+        self.status_path = status_path
+        self.pid_path = pid_path
+        self.clock = clock
+        self.settings = None
+        self.settings_problem = None
+        self.table = None
+        self.state = "waiting-for-wan6"
+        self.state_reason = "starting"
+        self.observation = None
+        self.target = None
+        self.mapping_error = None
+        self.failed_key = None
+        self.history = []
+        self.last_error = None
+        self.last_prefix = None
+        self.health = {}
+        self.sys_warnings = []
+        self.ports = None
+        self.input_problems = []
+        self.last_written = None
+        self.signals = []
+        self.wakeups = 0
+        self.cycles = 0
+        self._load_previous()
+
+    # -- settings ----------------------------------------------------------------------
+    def _load_previous(self):
+        """Keep history and last error across restarts (from the last status document)."""
+        doc, _ = statusfile.read(self.system, self.status_path)
+        if doc:
+            if isinstance(doc.get("history"), list):
+                self.history = [h for h in doc["history"] if isinstance(h, dict)][-100:]
+                for h in reversed(self.history):
+                    if isinstance(h.get("prefix"), str):
+                        self.last_prefix = h["prefix"]
+                        break
+            if isinstance(doc.get("last_error"), dict):
+                self.last_error = doc["last_error"]
+
+    def load_settings(self):
+        from mape.core.rules import load_table
+        from mape.settings import load_settings
+
+        try:
+            settings = load_settings(self.system.path(self.config_path), nat_parser=self.platform.nat.parse_options
+                                     if self.platform.nat.available else None)
+            table = load_table(user_rules=settings.rules)
+        except MapeError as e:
+            self.settings_problem = str(e)
+            if self.settings is None:
+                from mape.core.rules import load_table as lt
+                from mape.settings import Settings
+
+                self.settings = Settings()
+                self.table = lt()
+                self.log.error("invalid settings, using the defaults: %s", e)
+            else:
+                self.log.error("invalid settings, keeping the last good ones: %s", e)
+            return False
+        if self.settings_problem:
+            self.log.info("settings are valid again")
+        self.settings_problem = None
+        self.settings = settings
+        self.table = table
+        return True
+
+    # -- one pass of the pipeline ----------------------------------------------------
+    def _supported(self, text):
+        from mape.core.mapping import calc
+
+        try:
+            calc(text, self.table)
+            return True
+        except MapeError:
+            return False
+
+    def _set_state(self, state, reason):
+        if (state, reason) != (self.state, self.state_reason):
+            log = self.log.warning if state in ("error", "unsupported-prefix") else self.log.info
+            log("state %s: %s", state, reason)
+        self.state = state
+        self.state_reason = reason
+
+    def _error(self, message):
+        self.last_error = {"time": int(self.clock()), "message": message}
+        self._set_state("error", message)
+
+    def cycle(self, reason, force=False):
+        """Observe, compute, apply when needed, report. Never raises MapeError/OSError."""
+        self.cycles += 1
+        try:
+            self._cycle(reason, force)
+        except (MapeError, CommandError, OSError) as e:
+            self.log.error("%s", e)
+            self._error(str(e))
+        self.write_status()
+
+    def _cycle(self, reason, force):
+        from mape.core.mapping import calc
+
+        settings = self.settings
+        self.log.debug("cycle: %s", reason)
+        if not settings.enabled:
+            self.target = None
+            self._set_state("disabled", "disabled in %s (option enabled '0')" % self.config_path)
+            return
+        status, problem = self.platform.observe(settings)
+        self.input_problems = []
+        if problem:
+            self.input_problems.append(problem)
+            self.log.warning("wan6 status unreadable, keeping the current configuration: %s", problem)
+            self._set_state("error", "cannot read %s status: %s" % (settings.wan6_iface, problem))
+            return
+        obs = observe_mod.observe(status, settings.wan6_iface, supported=self._supported)
+        self.observation = obs
+        if obs.problems:
+            self.input_problems.extend(obs.problems)
+            self.log.warning("%s status: ignored malformed entries: %s", settings.wan6_iface, "; ".join(obs.problems[:3]))
+        if not obs.exists:
+            self._set_state("waiting-for-wan6", "interface %s does not exist" % settings.wan6_iface)
+            return
+        if not obs.up:
+            self._set_state("waiting-for-wan6", "interface %s is down" % settings.wan6_iface)
+            return
+        if not obs.prefix:
+            self._set_state("waiting-for-wan6", "%s has no global IPv6 prefix or address yet" % settings.wan6_iface)
+            return
+        try:
+            mapping = calc(obs.prefix, self.table)
+        except UnsupportedPrefix as e:
+            self.target = None
+            self.mapping_error = str(e)
+            self._note_prefix(obs, None)
+            self._set_state("unsupported-prefix", str(e))
+            return
+        except MapeError as e:
+            self.target = None
+            self.mapping_error = str(e)
+            self._set_state("error", str(e))
+            return
+        self.mapping_error = None
+        self._note_prefix(obs, mapping)
+        target = Target(mapping, obs, settings)
+        self.target = target
+        pending = self.platform.pending(target, settings)
+        applied = False
+        if pending:
+            if target.key() == self.failed_key and not force:
+                self._set_state("error", "not retrying the change that failed for %s (SIGHUP or the "
+                                         "re-check retries)" % obs.prefix)
+                return
+            self._set_state("applying", "%s -> %s: %d change(s)" % (obs.prefix, mapping.ipv4_text, len(pending)))
+            self.write_status()
+            self.log.info("applying (%s): %s", reason, "; ".join(pending[:12]))
+            try:
+                self.platform.apply(target, settings)
+            except MapeError as e:
+                self.failed_key = target.key()
+                self._error("apply failed: %s" % e)
+                return
+            applied = True
+            self._apply_nat(target, settings)
+            if settings.verify_timeout and not self.platform.verify(target, settings, settings.verify_timeout):
+                message = "%s did not come up with %s within %ds" % (settings.wan_iface, mapping.ipv4_text,
+                                                                       settings.verify_timeout)
+                self.failed_key = target.key()
+                if settings.rollback:
+                    self.log.error("%s: restoring the previous configuration", message)
+                    try:
+                        self.platform.rollback(settings)
+                    except MapeError as e:
+                        message += "; rollback failed: %s" % e
+                    else:
+                        message += "; previous configuration restored"
+                self._error(message)
+                self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
+                                     "ipv4": mapping.ipv4_text})
+                return
+            self.failed_key = None
+            self.history.append({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
+                                 "ipv4": mapping.ipv4_text})
+        self.health = self.platform.health(target, settings)
+        fw = self.health.get("firewall") or {}
+        if not applied and fw.get("health") in ("missing", "duplicated"):
+            self.log.warning("firewall rules %s: installing them again", fw.get("health"))
+            self._apply_nat(target, settings)
+            self.health = self.platform.health(target, settings)
+        self.sys_warnings = self.platform.warnings(target, settings)
+        self.refresh_ports()
+        d = mapping.as_dict()
+        self._set_state("ok", "MAP-E %s: %s, %d ports" % ("applied" if applied else "up to date",
+                                                           mapping.ipv4_text, d["port_count"]))
+
+    def _apply_nat(self, target, settings):
+        nat = self.platform.nat
+        if not nat.available or not getattr(settings, "manage_firewall", True):
+            return
+        try:
+            tunnel = "map-%s" % settings.wan_iface
+            nat.apply(nat.spec(target, settings, tunnel))
+        except Exception as e:  # the NAT engine's errors must not kill the daemon
+            self.log.error("firewall rules not installed: %s", e)
+            self.last_error = {"time": int(self.clock()), "message": "firewall: %s" % e}
+
+    def _note_prefix(self, obs, mapping):
+        if obs.prefix == self.last_prefix:
+            return
+        entry = {"time": int(self.clock()), "event": "prefix-changed", "prefix": obs.prefix, "source": obs.source}
+        if mapping is not None:
+            entry["ipv4"] = mapping.ipv4_text
+        else:
+            entry["supported"] = False
+        self.log.info("wan6 prefix %s -> %s (%s)", self.last_prefix or "(none)", obs.prefix, obs.source)
+        self.history.append(entry)
+        self.last_prefix = obs.prefix
+
+    def refresh_ports(self):
+        from mape.core.conntrack import port_usage
+
+        if self.target is None:
+            self.ports = None
+            return
+        m = self.target.mapping
+        try:
+            self.ports = port_usage(self.platform.conntrack_text(), m.ipv4_text, m.port_sets)
+            self.ports["time"] = int(self.clock())
+        except Exception as e:
+            self.ports = {"error": str(e)}
+
+    # -- status ----------------------------------------------------------------------
+    def document(self, running=True):
+        s = self.settings
+        doc = {"version": 1, "running": running, "pid": os.getpid(), "state": self.state,
+               "state_reason": self.state_reason, "updated": int(self.clock())}
+        if not running:
+            doc["state"] = "stopped"
+            doc["state_reason"] = "mape-py daemon stopped"
+        if self.observation is not None:
+            doc["wan6"] = self.observation.as_dict()
+        if self.target is not None:
+            doc["mapping"] = self.target.mapping.as_dict()
+            doc["uci"] = self.target.uci.as_status()
+        elif self.mapping_error:
+            doc["mapping_error"] = self.mapping_error
+        if self.health.get("firewall") and self.target is not None:
+            doc["firewall"] = self.health["firewall"]
+        if self.health.get("tunnel") and self.target is not None:
+            doc["tunnel"] = self.health["tunnel"]
+        warnings = []
+        if self.target is not None:
+            warnings.extend(self.target.mapping.as_dict()["warnings"])
+            if s.mtu > 1460:
+                warnings.append({"code": "mtu-high", "message": "tunnel MTU %d is above 1460: JP MAP-E lines "
+                                                              "carry 1460 (1500 - 40 bytes IPv6)" % s.mtu})
+        warnings.extend(self.sys_warnings)
+        if self.settings_problem:
+            warnings.append({"code": "config-invalid", "message": "%s (the last good settings stay in use)"
+                             % self.settings_problem})
+        for p in self.input_problems:
+            warnings.append({"code": "input-malformed", "message": p})
+        if warnings:
+            doc["warnings"] = warnings
+        k = s.history if s else 10
+        if self.history:
+            doc["history"] = self.history[-k:]
+        if self.last_error:
+            doc["last_error"] = self.last_error
+        if self.ports is not None and self.target is not None:
+            doc["ports"] = self.ports
+        doc["settings"] = s.as_dict() if s else {}
+        doc["backend"] = {"platform": self.platform.name,
+                          "ubus": getattr(getattr(self.platform, "ubus", None), "backend", None)}
+        return doc
+
+    def write_status(self, running=True):
+        doc = self.document(running)
+        compare = dict(doc)
+        compare.pop("updated", None)
+        if compare == self.last_written:
+            return
+        try:
+            statusfile.write(self.system, doc, self.status_path)
+            self.last_written = compare
+        except OSError as e:
+            self.log.error("cannot write %s: %s", self.status_path, e)
+
+    # -- the loop ----------------------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        self.signals.append(signum)
+
+    def run(self, once=False):
+        self.load_settings()
+        for line in self.platform.recover(self.settings):
+            self.log.warning("%s", line)
+        if once:
+            self.cycle("once", force=True)
+            return self.state
+        self.system.write_atomic(self.pid_path, "%d\n" % os.getpid(), sync=False)
+        try:
+            return self._loop()
+        finally:
+            self.platform.stop_events()
+            try:
+                self.write_status(running=False)
+            except Exception:
+                pass
+            pid = self.system.read(self.pid_path)
+            if pid and pid.strip() == str(os.getpid()):
+                self.system.remove(self.pid_path)
+
+    def _loop(self):
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        old_wakeup = signal.set_wakeup_fd(wfd)
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(signum, self._on_signal)
+        sel = selectors.DefaultSelector()
+        sel.register(rfd, selectors.EVENT_READ, "signal")
+        registered = set()
+
+        def sync_fds():
+            fds = set(fd for fd in self.platform.event_fds() if fd is not None)
+            for fd in registered - fds:
+                try:
+                    sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+            for fd in fds - registered:
+                sel.register(fd, selectors.EVENT_READ, "event")
+            registered.clear()
+            registered.update(fds)
+
+        self.platform.start_events(self.settings)
+        sync_fds()
+        self.cycle("start", force=True)
+        now = time.monotonic()
+        next_recheck = now + self.settings.recheck
+        debounce_at = None
+        debounce_first = None
+        pending_reasons = []
+        try:
+            while True:
+                now = time.monotonic()
+                deadlines = [next_recheck]
+                if debounce_at is not None:
+                    deadlines.append(debounce_at)
+                restart = self.platform.events_need_restart()
+                if restart is not None:
+                    deadlines.append(now + restart)
+                timeout = max(0.0, min(deadlines) - now)
+                try:
+                    ready = sel.select(timeout)
+                except InterruptedError:
+                    ready = []
+                self.wakeups += 1
+                for key, _ in ready:
+                    if key.data == "signal":
+                        try:
+                            while os.read(rfd, 512):
+                                pass
+                        except OSError as e:
+                            if e.errno != errno.EAGAIN:
+                                raise
+                    else:
+                        reasons = self.platform.drain_events(key.fd)
+                        if reasons:
+                            pending_reasons.extend(reasons)
+                            now = time.monotonic()
+                            if debounce_first is None:
+                                debounce_first = now
+                            # each event pushes the window; a flapping line still gets
+                            # handled after at most 5 debounce periods
+                            debounce_at = min(now + self.settings.debounce,
+                                              debounce_first + 5 * max(1, self.settings.debounce))
+                        sync_fds()
+                signals, self.signals = self.signals, []
+                if signal.SIGTERM in signals or signal.SIGINT in signals:
+                    self.log.info("stopping")
+                    return self.state
+                if signal.SIGHUP in signals:
+                    self.log.info("SIGHUP: re-reading settings and recomputing")
+                    old = self.settings
+                    self.load_settings()
+                    if (old.wan6_iface, old.wan_iface) != (self.settings.wan6_iface, self.settings.wan_iface):
+                        self.platform.start_events(self.settings)
+                        sync_fds()
+                    self.cycle("SIGHUP", force=True)
+                    debounce_at = debounce_first = None
+                    pending_reasons = []
+                    next_recheck = time.monotonic() + self.settings.recheck
+                    continue
+                if signal.SIGUSR1 in signals:
+                    self.refresh_ports()
+                    self.write_status()
+                now = time.monotonic()
+                again = self.platform.events_need_restart()
+                if again is not None and again <= 0:
+                    self.platform.restart_dead_events()
+                    sync_fds()
+                if debounce_at is not None and now >= debounce_at:
+                    reason = "; ".join(dict.fromkeys(pending_reasons))[:300]
+                    self.log.info("event: %s", reason)
+                    debounce_at = debounce_first = None
+                    pending_reasons = []
+                    self.cycle(reason)
+                    next_recheck = time.monotonic() + self.settings.recheck
+                elif now >= next_recheck:
+                    self.cycle("re-check")
+                    next_recheck = time.monotonic() + self.settings.recheck
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            sel.close()
+            os.close(rfd)
+            os.close(wfd)

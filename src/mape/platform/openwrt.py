@@ -1,0 +1,282 @@
+"""OpenWrt: observe wan6 through ubus, apply through UCI (network.wan proto map, network.wan6pd,
+the firewall zone), let netifd build the tunnel, NAT through the NAT engine.
+
+Transaction (apply): stale CLI deltas of network/firewall are reverted; the configs about to
+change are copied to /etc/mape-py/backup/ (and once, before the very first change, to
+/etc/mape-py/original/, never overwritten); a journal /etc/mape-py/journal records the
+phase; `uci batch` (stdin), `uci commit network`, `uci commit firewall`; journal ->
+committed; reload network and firewall; journal removed. A daemon killed at any instant
+is repaired at the next start by recover(): journal "prepared"/"rolling-back" -> the
+backups are put back (old configuration), "committed" -> the new configuration stays and
+the services are reloaded. Only the files in the plan are ever written.
+"""
+import json
+import time
+
+from mape.core.errors import MapeError
+from mape.core.observe import parse_json_status
+from mape.core.plan import make_plan, parse_export, wan_status_ipv4
+from mape.platform.base import Platform, wait_until
+from mape.shell.system import CommandError
+from mape.shell.uci import Uci
+from mape.shell.ubus import Ubus, classify, event_processes
+
+STATE_DIR = "/etc/mape-py"
+JOURNAL = STATE_DIR + "/journal"
+PACKAGES = ("network", "firewall")
+
+
+class ApplyError(MapeError):
+    pass
+
+
+class OpenWrt(Platform):
+    name = "openwrt"
+
+    def __init__(self, system, ubus_program="ubus", uci_program="uci"):
+        Platform.__init__(self, system)
+        self.uci = Uci(system, uci_program)
+        self.ubus = Ubus(system, ubus_program)
+        self.ubus_program = ubus_program
+        self.processes = []
+        self.interfaces = ()
+        self.restart_at = None
+        self.last_packages = []
+
+    # -- observe ---------------------------------------------------------------------
+    def observe(self, settings):
+        return self.ubus.call("network.interface.%s" % settings.wan6_iface, "status")
+
+    def start_events(self, settings):
+        self.stop_events()
+        self.interfaces = (settings.wan6_iface, settings.wan_iface)
+        self.processes = event_processes(self.ubus_program)
+        for p in self.processes:
+            p.start()
+        self.restart_at = None
+
+    def stop_events(self):
+        for p in self.processes:
+            p.stop()
+        self.processes = []
+
+    def event_fds(self):
+        return [p.fileno() for p in self.processes if p.proc is not None]
+
+    def drain_events(self, fd):
+        reasons = []
+        for p in self.processes:
+            if p.proc is None or p.fileno() != fd:
+                continue
+            values, garbage, eof = p.read()
+            for value in values:
+                reason = classify(value, self.interfaces)
+                if reason:
+                    reasons.append(reason)
+                    if reason == "netifd restarted":
+                        # our subscription died with the old object: subscribe again
+                        for q in self.processes:
+                            if q.label == "subscribe":
+                                q.stop()
+                                q.start()
+            if garbage:
+                reasons.append("ignored %d malformed ubus %s line(s)" % (garbage, p.label))
+            if eof:
+                p.stop()
+                p.failures += 1
+                delay = min(300, 5 * (2 ** min(p.failures, 6)))
+                self.restart_at = time.monotonic() + delay
+                reasons.append("ubus %s exited; restarting in %ds" % (p.label, delay))
+        return reasons
+
+    def events_need_restart(self):
+        if self.restart_at is None:
+            return None
+        return max(0.0, self.restart_at - time.monotonic())
+
+    def restart_dead_events(self):
+        for p in self.processes:
+            if p.proc is None:
+                p.start()
+        self.restart_at = None
+
+    # -- compare ---------------------------------------------------------------------
+    def current(self, settings):
+        """{package: [Section]} as `uci export` shows them (InputError on garbage)."""
+        return {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
+
+    def pending(self, target, settings):
+        return make_plan(target.uci, self.current(settings)).changes
+
+    # -- the transaction -------------------------------------------------------------
+    def _config(self, package):
+        return "/etc/config/%s" % package
+
+    def _write_journal(self, phase, packages, extra=None):
+        doc = {"phase": phase, "packages": list(packages), "time": int(time.time())}
+        doc.update(extra or {})
+        self.system.write_atomic(JOURNAL, json.dumps(doc) + "\n")
+
+    def _read_journal(self):
+        text = self.system.read(JOURNAL)
+        if text is None:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return {"phase": "prepared", "packages": list(PACKAGES), "corrupt": True}
+        if not isinstance(doc, dict):
+            return {"phase": "prepared", "packages": list(PACKAGES), "corrupt": True}
+        return doc
+
+    def _restore(self, packages):
+        for pkg in packages:
+            text = self.system.read("%s/backup/%s" % (STATE_DIR, pkg))
+            if text is not None:
+                self.system.write_atomic(self._config(pkg), text)
+            self.uci.revert(pkg)
+
+    def _reload(self, packages):
+        calls = []
+        if "network" in packages:
+            calls.append(["/etc/init.d/network", "reload"])
+        if "firewall" in packages or "network" in packages:
+            calls.append(["/etc/init.d/firewall", "reload"])
+        for argv in calls:
+            argv = [self.system.path(argv[0])] + argv[1:]
+            try:
+                self.system.run(argv, timeout=120)
+            except CommandError as e:
+                raise ApplyError(str(e))
+
+    def recover(self, settings):
+        lines = []
+        journal = self._read_journal()
+        if journal is not None:
+            packages = [p for p in journal.get("packages", PACKAGES) if p in PACKAGES] or list(PACKAGES)
+            phase = journal.get("phase")
+            if phase == "committed":
+                lines.append("previous run was killed after committing %s: keeping the new configuration"
+                             % "+".join(packages))
+                self.system.remove(JOURNAL)
+                try:
+                    self._reload(packages)
+                except ApplyError as e:
+                    lines.append("reload failed: %s" % e)
+            else:
+                lines.append("previous run was killed while changing %s (%s): restoring the backup"
+                             % ("+".join(packages), phase))
+                self._write_journal("rolling-back", packages)
+                self._restore(packages)
+                self.system.remove(JOURNAL)
+                try:
+                    self._reload(packages)
+                except ApplyError as e:
+                    lines.append("reload failed: %s" % e)
+        for pkg in PACKAGES:
+            if self.uci.changes(pkg):
+                lines.append("reverting uncommitted uci changes to %s left in the CLI's delta directory" % pkg)
+                self.uci.revert(pkg)
+        return lines
+
+    def apply(self, target, settings):
+        for pkg in PACKAGES:
+            if self.uci.changes(pkg):
+                self.uci.revert(pkg)
+        plan = make_plan(target.uci, self.current(settings))
+        if plan.empty:
+            return plan
+        packages = list(plan.packages)
+        for pkg in packages:
+            text = self.system.read(self._config(pkg))
+            if text is None:
+                text = ""
+            original = "%s/original/%s" % (STATE_DIR, pkg)
+            if not self.system.exists(original):
+                self.system.write_atomic(original, text)
+            self.system.write_atomic("%s/backup/%s" % (STATE_DIR, pkg), text)
+        self._write_journal("prepared", packages, {"batch": plan.batch_text()})
+        try:
+            self.uci.batch(plan.batch_text())
+            for pkg in packages:
+                self.uci.commit(pkg)
+        except CommandError as e:
+            self._write_journal("rolling-back", packages)
+            self._restore(packages)
+            self.system.remove(JOURNAL)
+            raise ApplyError("%s; configuration left as it was" % e)
+        self._write_journal("committed", packages)
+        self.last_packages = packages
+        try:
+            self._reload(packages)
+        finally:
+            self.system.remove(JOURNAL)
+        return plan
+
+    def wan_status(self, settings):
+        status, _ = self.ubus.call("network.interface.%s" % settings.wan_iface, "status")
+        return status
+
+    def verify(self, target, settings, timeout):
+        expected = target.mapping.ipv4_text
+        return wait_until(lambda: expected in wan_status_ipv4(self.wan_status(settings)), timeout)
+
+    def rollback(self, settings):
+        packages = self.last_packages or list(PACKAGES)
+        self._write_journal("rolling-back", packages)
+        self._restore(packages)
+        self.system.remove(JOURNAL)
+        self._reload(packages)
+
+    def remove(self, settings):
+        """Put back the original configs mape-py saved before its first change."""
+        restored = []
+        for pkg in PACKAGES:
+            text = self.system.read("%s/original/%s" % (STATE_DIR, pkg))
+            if text is not None:
+                self.system.write_atomic("%s/backup/%s" % (STATE_DIR, pkg), text)
+                restored.append(pkg)
+        if restored:
+            self.last_packages = restored
+            self.rollback(settings)
+        self.nat.remove()
+        return restored
+
+    # -- report ----------------------------------------------------------------------
+    def health(self, target, settings):
+        out = {}
+        status = self.wan_status(settings)
+        tunnel = {"interface": settings.wan_iface, "up": False}
+        if isinstance(status, dict):
+            tunnel["up"] = status.get("up") is True
+            if isinstance(status.get("l3_device"), str):
+                tunnel["device"] = status["l3_device"]
+            addrs = wan_status_ipv4(status)
+            if addrs:
+                tunnel["ipv4"] = addrs[0]
+            if target is not None:
+                tunnel["expected_ipv4"] = target.mapping.ipv4_text
+        out["tunnel"] = tunnel
+        if target is not None and self.nat.available:
+            try:
+                spec = self.nat.spec(target, settings, tunnel.get("device"))
+                out["firewall"] = self.nat.check(spec)
+            except Exception as e:
+                out["firewall"] = {"health": "unknown", "detail": "check failed: %s" % e}
+        elif not self.nat.available:
+            out["firewall"] = {"health": "unknown", "detail": self.nat.problem}
+        return out
+
+    def warnings(self, target, settings):
+        from mape.commands.doctor import offload_warnings
+
+        try:
+            firewall = parse_export(self.uci.export("firewall"), "firewall")
+        except MapeError:
+            firewall = []
+        return offload_warnings(firewall, self.system)
+
+
+def load_status(text, interface):
+    """Helper for tests: the observation dict from ubus text."""
+    return parse_json_status(text, interface)

@@ -1,0 +1,85 @@
+"""Running commands and touching files, relative to a root directory (`/` on the router,
+a temp dir in the service tests). Commands are argv lists: nothing reaches a shell."""
+import os
+import subprocess
+
+
+class CommandError(Exception):
+    def __init__(self, argv, returncode, stderr):
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = (stderr or "").strip()
+        first = self.stderr.splitlines()[0] if self.stderr else "exit status %s" % returncode
+        Exception.__init__(self, "%s failed: %s" % (" ".join(argv[:3]), first[:200]))
+
+
+class System:
+    def __init__(self, root="/"):
+        self.root = root
+
+    def path(self, path):
+        """The real location of an absolute router path."""
+        if self.root in ("", "/"):
+            return path
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def run(self, argv, input=None, timeout=60, check=True):
+        """(returncode, stdout, stderr). Raises CommandError when check and rc != 0, or
+        when the program is missing."""
+        try:
+            proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=timeout, universal_newlines=True, errors="replace")
+        except FileNotFoundError:
+            raise CommandError(argv, 127, "%s: not found" % argv[0])
+        except subprocess.TimeoutExpired:
+            raise CommandError(argv, 124, "timed out after %ss" % timeout)
+        if check and proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def exists(self, path):
+        return os.path.exists(self.path(path))
+
+    def read(self, path, limit=None):
+        """File text, or None when it does not exist / cannot be read."""
+        try:
+            with open(self.path(path), encoding="utf-8", errors="replace") as f:
+                return f.read(limit) if limit else f.read()
+        except OSError:
+            return None
+
+    def write_atomic(self, path, text, sync=True, mode=0o644):
+        """temp file in the same directory + fsync + rename: readers see old or new, never half."""
+        real = self.path(path)
+        directory = os.path.dirname(real)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(real), os.getpid()))
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+        if sync:
+            fsync_dir(directory)
+
+    def remove(self, path):
+        try:
+            os.unlink(self.path(path))
+            fsync_dir(os.path.dirname(self.path(path)))
+        except FileNotFoundError:
+            pass
+
+
+def fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
