@@ -1,7 +1,8 @@
 """The mape-py daemon: one select() loop around observe -> compute -> plan -> apply -> report.
 
 Wakes up only for: ubus events about wan6/wan, signals (SIGHUP: re-read the settings and
-recompute now; SIGUSR1: refresh port usage in the status; SIGTERM/SIGINT: clean exit), the
+recompute now; SIGUSR2: "wan6 changed" kick from hotplug/procd, debounced like an event;
+SIGUSR1: refresh port usage in the status; SIGTERM/SIGINT: clean exit), the
 end of a debounce window, and the slow safety re-check (`recheck` seconds). Nothing is
 written when the desired state equals the current one.
 """
@@ -211,7 +212,7 @@ class Daemon:
                                  "ipv4": mapping.ipv4_text})
         self.health = self.platform.health(target, settings)
         fw = self.health.get("firewall") or {}
-        if not applied and fw.get("health") in ("missing", "duplicated"):
+        if not applied and fw.get("health") in ("missing", "duplicated", "stale") and fw.get("backend") != "off":
             self.log.warning("firewall rules %s: installing them again", fw.get("health"))
             self._apply_nat(target, settings)
             self.health = self.platform.health(target, settings)
@@ -262,7 +263,10 @@ class Daemon:
         s = self.settings
         doc = {"version": 1, "running": running, "pid": os.getpid(), "state": self.state,
                "state_reason": self.state_reason, "updated": int(self.clock())}
-        if not running:
+        if getattr(self, "once", False):
+            doc["running"] = False
+            doc.pop("pid")
+        elif not running:
             doc["state"] = "stopped"
             doc["state_reason"] = "mape-py daemon stopped"
         if self.observation is not None:
@@ -324,6 +328,9 @@ class Daemon:
             self.log.warning("%s", line)
         if once:
             self.cycle("once", force=True)
+            self.last_written = None
+            self.once = True
+            self.write_status()
             return self.state
         self.system.write_atomic(self.pid_path, "%d\n" % os.getpid(), sync=False)
         try:
@@ -343,7 +350,7 @@ class Daemon:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         old_wakeup = signal.set_wakeup_fd(wfd)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, self._on_signal)
         sel = selectors.DefaultSelector()
         sel.register(rfd, selectors.EVENT_READ, "signal")
@@ -405,6 +412,13 @@ class Daemon:
                                               debounce_first + 5 * max(1, self.settings.debounce))
                         sync_fds()
                 signals, self.signals = self.signals, []
+                if signal.SIGUSR2 in signals:
+                    # a kick from hotplug / the procd interface trigger: debounced like an event
+                    pending_reasons.append("kick (SIGUSR2)")
+                    now = time.monotonic()
+                    if debounce_first is None:
+                        debounce_first = now
+                    debounce_at = min(now + self.settings.debounce, debounce_first + 5 * max(1, self.settings.debounce))
                 if signal.SIGTERM in signals or signal.SIGINT in signals:
                     self.log.info("stopping")
                     return self.state
