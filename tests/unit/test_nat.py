@@ -1,0 +1,234 @@
+"""Pure tests of the NAT renderers (mape.core.nat). The allowed ports are computed here
+from the RFC 7597 formula, independently of mape.core.portset."""
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mape.core.errors import InputError
+from mape.core.nat import (NatSpec, hash_buckets, parse_nat_options, render_iptables, render_nft,
+                           rr_slots, HASH_BITS)
+
+
+def allowed_ports(psid, offset, psid_len):
+    m = 16 - offset - psid_len
+    return {p for p in range(1, 65536)
+            if (offset == 0 or p >> (16 - offset) != 0) and (p >> m) & ((1 << psid_len) - 1) == psid}
+
+
+def targets(text):
+    out = []
+    for a, b in re.findall(r"(?:--to-source|snat ip to) 192\.0\.2\.1:(\d+)(?:-(\d+))?", text):
+        out.append((int(a), int(b or a)))
+    return out
+
+
+def ports_of(ranges):
+    return {p for a, b in ranges for p in range(a, b + 1)}
+
+
+spec_params = st.tuples(st.integers(0, 8), st.integers(0, 10)).filter(lambda t: t[0] + t[1] <= 12 and t[0] >= 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec_params, st.data(), st.sampled_from(["rr", "hash"]))
+def test_every_allowed_port_used_and_no_other(params, data, strategy):
+    offset, psid_len = params
+    psid = data.draw(st.integers(0, (1 << psid_len) - 1))
+    spec = NatSpec.from_params("192.0.2.1", psid, offset, psid_len, wan_if="map-wan", strategy=strategy)
+    want = allowed_ports(psid, offset, psid_len)
+    for text in (render_iptables(spec), render_nft(spec)):
+        got = targets(text)
+        # each range rendered once per protocol (tcp, udp, icmp)
+        assert ports_of(got) == want
+        assert len(got) == 3 * len(spec.ranges)
+
+
+def test_kept_out_ports_never_used():
+    spec = NatSpec.from_params("192.0.2.1", 0x34, 4, 8, wan_if="map-wan", kept_out=["4930", "9024-9030"])
+    want = allowed_ports(0x34, 4, 8) - {4930} - set(range(9024, 9031))
+    for text in (render_iptables(spec), render_nft(spec)):
+        assert ports_of(targets(text)) == want
+
+
+def simulate_nth(text, proto, n_conns):
+    """Run the rendered iptables nth tree for n_conns new connections: leaf range per conn."""
+    chains = {}
+    for line in text.splitlines():
+        if line.startswith("-A "):
+            chains.setdefault(line.split()[1], []).append(line)
+    counters = {}
+    checks = []
+
+    def walk(chain):
+        for rule in chains[chain]:
+            checks[-1] += 1
+            m = re.search(r"--every (\d+) --packet 0", rule)
+            if m:
+                every = int(m.group(1))
+                count = counters.get(rule, 0)
+                counters[rule] = count + 1
+                if count % every != 0:
+                    continue
+            target = rule.split(" -j ", 1)[1]
+            if target.startswith("SNAT"):
+                return target.split(":")[-1]
+            res = walk(target)
+            if res is not None:
+                return res
+        return None
+
+    out = []
+    for _ in range(n_conns):
+        checks.append(0)
+        out.append(walk("mape_py_%s" % proto))
+    return out, checks
+
+
+@pytest.mark.parametrize("offset,psid_len", [(4, 8), (6, 6), (3, 8), (5, 6), (2, 8)])
+def test_iptables_rr_tree_is_exact_round_robin(offset, psid_len):
+    spec = NatSpec.from_params("192.0.2.1", 1, offset, psid_len, wan_if="map-wan")
+    n = len(spec.ranges)
+    picks, checks = simulate_nth(render_iptables(spec), "tcp", 5 * n)
+    for block in range(5):
+        assert sorted(picks[block * n:(block + 1) * n]) == sorted("%d-%d" % r for r in spec.ranges)
+    # a tree, not a flat cascade: far fewer checks than n/2 on average for composite n
+    if n == 15:
+        assert sum(checks) / len(checks) <= 7
+
+
+def test_hash_buckets_partition():
+    for n in (1, 3, 7, 15, 63, 127):
+        b = hash_buckets(n)
+        assert b[0][0] == 0 and b[-1][1] == (1 << HASH_BITS) - 1
+        assert all(b[i][1] + 1 == b[i + 1][0] for i in range(n - 1))
+        sizes = [y - x + 1 for x, y in b]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_rr_slots_weighted_when_uneven():
+    slots = rr_slots([(1, 16), (17, 20)])
+    assert len(slots) == 20 and slots.count(0) == 16 and slots.count(1) == 4
+    assert rr_slots([(1, 16), (17, 32)]) == [0, 1]
+
+
+def test_no_rule_writes_a_mark():
+    for strategy in ("rr", "hash"):
+        spec = NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan", strategy=strategy)
+        assert not re.search(r"MARK|HMARK|mark set|ct mark", render_iptables(spec) + render_nft(spec))
+
+
+def test_iptables_structure():
+    spec = NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan")
+    text = render_iptables(spec)
+    jumps = [l for l in text.splitlines() if l.startswith("-I ")]
+    assert jumps == [
+        "-I POSTROUTING 1 -o map-wan -m comment --comment mape-py -j mape_py",
+        "-I FORWARD 1 -o map-wan -m conntrack --ctstate NEW,INVALID,UNTRACKED -m comment --comment mape-py -j mape_py_guard",
+        "-I OUTPUT 1 -o map-wan -m conntrack --ctstate NEW,INVALID,UNTRACKED -m comment --comment mape-py -j mape_py_guard",
+    ]
+    # never RETURN from the nat chains: the last rule of every nat chain is unconditional
+    nat = text.split("*filter")[0]
+    chains = {}
+    for line in nat.splitlines():
+        if line.startswith("-A "):
+            chains.setdefault(line.split()[1], []).append(line)
+    for name, rules in chains.items():
+        last = rules[-1]
+        assert "statistic" not in last and "u32" not in last, name
+    assert "RETURN" not in nat
+    no_guard = render_iptables(NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan", guard=False))
+    assert "*filter" not in no_guard
+
+
+def test_nft_structure():
+    spec = NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan")
+    text = render_nft(spec)
+    assert text.startswith("# mape-py")
+    assert "table inet mape_py\ndelete table inet mape_py\n" in text
+    assert "type nat hook postrouting priority 95;" in text
+    assert 'meta nfproto ipv4 oifname "map-wan" counter jump mape' in text
+    assert "numgen inc mod 15 vmap" in text
+    hashed = render_nft(NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan", strategy="hash"))
+    assert "jhash ip saddr . tcp sport mod 4096" in hashed
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"strategy": "nth"}, "unknown NAT strategy"),
+    ({"mark_mask": "0xf000"}, "overlaps 0x0000f000"),
+    ({"mark_mask": "banana"}, "mark mask must be a number"),
+    ({"kept_out": ["70000"]}, "bad port range"),
+    ({"wan_if": "x" * 20}, "bad tunnel interface"),
+])
+def test_bad_spec_values(kw, message):
+    args = dict({"wan_if": "map-wan"}, **kw)
+    with pytest.raises(InputError, match=message):
+        NatSpec.from_params("192.0.2.1", 5, 4, 8, **args)
+
+
+def test_bad_params():
+    with pytest.raises(InputError, match="psid must be 0..255"):
+        NatSpec.from_params("192.0.2.1", 256, 4, 8, wan_if="map-wan")
+    with pytest.raises(InputError, match="<= 16"):
+        NatSpec.from_params("192.0.2.1", 0, 10, 8, wan_if="map-wan")
+    with pytest.raises(InputError, match="not an IPv4"):
+        NatSpec.from_params("192.0.2.300", 0, 4, 8, wan_if="map-wan")
+    with pytest.raises(InputError, match="no port left"):
+        NatSpec.from_params("192.0.2.1", 0, 0, 16, wan_if="map-wan", kept_out=["1-65535"])
+
+
+def test_parse_nat_options():
+    assert parse_nat_options({}) == {"strategy": "rr", "backend": "auto", "mark_mask": 0x00FF0000,
+                                     "kept_out": [], "guard": True, "tcp_time_wait": None}
+    got = parse_nat_options({"nat_strategy": "hash", "nat_backend": "fw4", "nat_mark_mask": "0x0f000000",
+                             "nat_keep_out": ["5190", "5192-5193", "5191"], "nat_guard": "0",
+                             "nat_tcp_time_wait": "30", "wan_iface": "wan"})
+    assert got == {"strategy": "hash", "backend": "nftables", "mark_mask": 0x0F000000,
+                   "kept_out": [(5190, 5193)], "guard": False, "tcp_time_wait": 30}
+    assert parse_nat_options({"nat_keep_out": "80 443,8080"})["kept_out"] == [(80, 80), (443, 443), (8080, 8080)]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"nat_strategy": "connlimit"}, "option 'nat_strategy': must be one of rr, hash"),
+    ({"nat_backend": "pf"}, "option 'nat_backend': must be one of"),
+    ({"nat_mark_mask": "0x8000"}, "option 'nat_mark_mask': mark mask 0x00008000 overlaps"),
+    ({"nat_keep_out": ["80-70"]}, "option 'nat_keep_out': bad port range 80-70"),
+    ({"nat_guard": "maybe"}, "option 'nat_guard': must be 0 or 1"),
+    ({"nat_tcp_time_wait": "600"}, "option 'nat_tcp_time_wait': must be seconds 1..120"),
+    ({"nat_strategy": ["rr", "hash"]}, "must be a single value"),
+    ({"nat_typo": "1"}, "unknown option 'nat_typo'"),
+])
+def test_parse_nat_options_errors(options, message):
+    with pytest.raises(InputError) as e:
+        parse_nat_options(options)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_from_mapping_matches_calc():
+    from mape.core.mapping import calc
+    from mape.core.rules import load_table
+
+    m = calc("240b:10:1234:5600::/56", load_table())
+    spec = NatSpec.from_mapping(m, device="map-wan", options=parse_nat_options({"nat_strategy": "hash"}))
+    assert spec.strategy == "hash" and spec.wan_if == "map-wan" and spec.ipv4 == m.ipv4_text
+    assert ports_of(spec.ranges) == allowed_ports(m.psid, m.psid_offset, m.psid_len)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mape", "firewall"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env={"PYTHONPATH": "src"})
+
+
+def test_cli_render_and_errors():
+    p = run_cli("render", "--backend", "nftables", "--wan-if", "map-wan", "--ipv4", "192.0.2.1",
+                "--psid", "5", "--psid-offset", "4", "--psid-len", "8")
+    assert p.returncode == 0 and p.stdout == render_nft(NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan"))
+    p = run_cli("render", "--backend", "iptables", "--prefix", "240b:10:1234:5600::/56")
+    assert p.returncode == 0 and "*nat" in p.stdout
+    p = run_cli("render", "--backend", "iptables", "--ipv4", "192.0.2.1")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "give --prefix, or all of" in p.stderr
+    p = run_cli("render", "--backend", "iptables", "--prefix", "2001:db8::/56")
+    assert p.returncode == 3 and "Traceback" not in p.stderr
