@@ -135,8 +135,10 @@ def _assign(variables, key, op, value):
 
 def parse_depends(raw, where):
     """OpenWrt DEPENDS -> control Depends list: `+foo` -> foo; `@SYMBOL` dropped (build-time
-    condition); conditional forms (`COND:foo`) are refused: they have no ipk meaning."""
-    deps = []
+    condition); conditional forms (`COND:foo`) are refused: they have no ipk meaning. As
+    include/package-defaults.mk's PKG_FIXUP_DEPENDS, libc comes first (every non-kmod
+    package of an SDK build depends on it)."""
+    deps = ["libc"]
     for word in raw.split():
         if word.startswith("@"):
             continue

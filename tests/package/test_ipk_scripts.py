@@ -1,0 +1,283 @@
+"""Maintainer scripts: syntax (dash -n), image builds (IPKG_INSTROOT set: they must touch
+nothing), and live installs/removals run by dash inside an overlay of this machine's root
+(a private mount namespace + chroot), where /etc/init.d/*, uci and mape-py are stubs that
+record their calls. /lib/functions.sh is a stub too: it records the default_postinst /
+default_prerm call and, like OpenWrt's, sources <pkg>.postinst-pkg / <pkg>.prerm-pkg from
+/usr/lib/opkg/info/."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from pkg_helpers import Ipk  # noqa: F401  (type of the fixtures)
+
+DASH = shutil.which("dash")
+
+FUNCTIONS_SH = r'''
+# test stub of OpenWrt's /lib/functions.sh (records calls; sources the -pkg scripts)
+default_postinst() {
+	echo "default_postinst $*" >> "$MAPE_TEST_LOG"
+	local pkgname="$(basename ${1%.*})"
+	local ret=0
+	if [ -f "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.postinst-pkg" ]; then
+		( . "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.postinst-pkg" )
+		ret=$?
+	fi
+	return $ret
+}
+default_prerm() {
+	echo "default_prerm $*" >> "$MAPE_TEST_LOG"
+	local pkgname="$(basename ${1%.*})"
+	local ret=0
+	if [ -f "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.prerm-pkg" ]; then
+		( . "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.prerm-pkg" )
+		ret=$?
+	fi
+	return $ret
+}
+'''
+
+STUB = '''#!/bin/sh
+echo "%s $*" >> "$MAPE_TEST_LOG"
+%s
+exit 0
+'''
+UCI_STUB = '''#!/bin/sh
+echo "uci $*" >> "$MAPE_TEST_LOG"
+if [ "$*" = "-q get firewall.mape_py" ]; then
+	[ -e /tmp/uci-has-mape_py ] && { echo include; exit 0; }
+	exit 1
+fi
+[ "$*" = "-q delete firewall.mape_py" ] && rm -f /tmp/uci-has-mape_py
+exit 0
+'''
+INIT_STUB = '''#!/bin/sh
+echo "$0 $*" >> "$MAPE_TEST_LOG"
+[ "$1" = enabled ] && { [ -e /tmp/%s-enabled ]; exit $?; }
+exit 0
+'''
+
+
+def _control_scripts(ipk):
+    return {m.name[2:]: ipk.control.extractfile(m).read().decode()
+            for m in ipk.control.getmembers() if m.isfile() and m.name not in ("./control", "./conffiles")}
+
+
+@pytest.fixture(params=["mape-py", "luci-app-mape-py"])
+def pkg(request, synth_build):
+    return request.param, synth_build[request.param]
+
+
+def test_scripts_have_shebang_and_parse(pkg, real_build):
+    assert DASH, "dash is needed (Debian: dash)"
+    for ipk in (pkg[1], real_build[pkg[0]]):
+        for name, text in _control_scripts(ipk).items():
+            if not name.endswith("-pkg"):
+                assert text.startswith("#!/bin/sh\n"), name
+            r = subprocess.run([DASH, "-n"], input=text, capture_output=True, text=True)
+            assert r.returncode == 0, (name, r.stderr)
+
+
+def test_wrappers_are_the_build_systems(pkg):
+    scripts = _control_scripts(pkg[1])
+    assert scripts["postinst"] == ('#!/bin/sh\n[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0\n'
+                                   '. ${IPKG_INSTROOT}/lib/functions.sh\ndefault_postinst $0 $@\n')
+    assert scripts["prerm"] == '#!/bin/sh\n. ${IPKG_INSTROOT}/lib/functions.sh\ndefault_prerm $0 $@\n'
+
+
+def _fake_root(tmp_path, name, ipk):
+    root = tmp_path / "root"
+    info = root / "usr" / "lib" / "opkg" / "info"
+    info.mkdir(parents=True)
+    (root / "lib").mkdir()
+    (root / "lib" / "functions.sh").write_text(FUNCTIONS_SH)
+    for script, text in _control_scripts(ipk).items():
+        p = info / ("%s.%s" % (name, script))
+        p.write_text(text)
+        p.chmod(0o755)
+    (info / ("%s.list" % name)).write_text("\n".join(sorted(ipk.files())) + "\n")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for cmd in ("uci", "mape-py", "logger", "opkg"):
+        p = stubs / cmd
+        p.write_text(STUB % ("CALLED " + cmd, ""))
+        p.chmod(0o755)
+    return root, stubs
+
+
+@pytest.mark.parametrize("script, args", [("postinst", "configure"), ("prerm", "remove"),
+                                          ("postrm", "remove")])
+def test_image_build_touches_nothing(tmp_path, pkg, script, args):
+    """IPKG_INSTROOT set (image builder): only the default_* call, no command run."""
+    name, ipk = pkg
+    root, stubs = _fake_root(tmp_path, name, ipk)
+    log = tmp_path / "log"
+    log.write_text("")
+    path = root / "usr" / "lib" / "opkg" / "info" / ("%s.%s" % (name, script))
+    if not path.exists():
+        assert (name, script) == ("luci-app-mape-py", "postrm")  # luci.mk makes none
+        return
+    env = {"PATH": "%s:/usr/bin:/bin" % stubs, "IPKG_INSTROOT": str(root),
+           "MAPE_TEST_LOG": str(log), "PKG_UPGRADE": "0", "PKG_ROOT": str(root)}
+    r = subprocess.run([DASH, str(path)] + args.split(), env=env, capture_output=True, text=True,
+                       cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = log.read_text().splitlines()
+    if script in ("postinst", "prerm"):
+        assert lines == ["default_%s %s %s" % (script, path, args)], lines
+    else:
+        assert lines == []
+
+
+def test_ipkg_no_script(tmp_path, synth_build):
+    root, stubs = _fake_root(tmp_path, "mape-py", synth_build["mape-py"])
+    log = tmp_path / "log"
+    log.write_text("")
+    path = root / "usr" / "lib" / "opkg" / "info" / "mape-py.postinst"
+    r = subprocess.run([DASH, str(path), "configure"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "IPKG_INSTROOT": str(root),
+                            "IPKG_NO_SCRIPT": "1", "MAPE_TEST_LOG": str(log)})
+    assert r.returncode == 0 and log.read_text() == ""
+
+
+# --- live system: overlay of / + chroot -----------------------------------------------
+
+def _overlay_ok():
+    if os.geteuid() != 0 or not shutil.which("unshare") or not DASH:
+        return False
+    return True
+
+
+class LiveRoot:
+    """An overlay of this machine's / (upper dir in tmp) entered with chroot in a private
+    mount namespace; files written inside land in the upper dir."""
+
+    def __init__(self, tmp_path):
+        self.base = tmp_path
+        self.upper = tmp_path / "upper"
+        self.work = tmp_path / "work"
+        self.merged = tmp_path / "merged"
+        for d in (self.upper, self.work, self.merged):
+            d.mkdir()
+
+    def put(self, path, text, mode=0o755):
+        # write through symlinked top-level dirs of the lower root (/lib -> usr/lib)
+        real = os.path.realpath(os.path.dirname(path))
+        p = self.upper / real.lstrip("/") / os.path.basename(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        p.chmod(mode)
+
+    def run(self, command, env):
+        envs = " ".join("%s='%s'" % kv for kv in sorted(env.items()))
+        inner = "env -i %s %s -c '%s'" % (envs, DASH, command.replace("'", "'\\''"))
+        script = ("mount --make-rprivate / && mount -t overlay overlay -o lowerdir=/,upperdir=%s,"
+                  "workdir=%s %s && exec chroot %s /bin/sh -c \"$0\"" % (
+                      self.upper, self.work, self.merged, self.merged))
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, inner],
+                              capture_output=True, text=True, timeout=120)
+
+    def log(self):
+        p = self.upper / "tmp" / "mape-test.log"
+        return p.read_text().splitlines() if p.exists() else []
+
+
+@pytest.fixture
+def live(tmp_path, synth_build):
+    if not _overlay_ok():
+        pytest.skip("needs root, unshare and dash for the overlay chroot")
+    lr = LiveRoot(tmp_path)
+    lr.put("/lib/functions.sh", FUNCTIONS_SH, 0o644)
+    for name, ipk in (("mape-py", synth_build["mape-py"]),
+                      ("luci-app-mape-py", synth_build["luci-app-mape-py"])):
+        for script, text in _control_scripts(ipk).items():
+            lr.put("/usr/lib/opkg/info/%s.%s" % (name, script), text)
+        lr.put("/usr/lib/opkg/info/%s.list" % name, "\n".join(sorted(ipk.files())) + "\n", 0o644)
+    for svc in ("mape-py", "rpcd", "firewall", "network"):
+        lr.put("/etc/init.d/" + svc, INIT_STUB % svc)
+    lr.put("/usr/bin/mape-py", STUB % ("mape-py", '[ "$1 $2" = "daemon --remove" ] && [ -e /tmp/remove-fails ] && exit 1'))
+    lr.put("/usr/sbin/uci", UCI_STUB)
+    lr.put("/etc/mape-py/original/network", "config interface 'wan'\n", 0o644)
+    lr.put("/var/run/mape-py/status.json", "{}", 0o644)
+    probe = lr.run("true", {})
+    if probe.returncode != 0:
+        pytest.skip("overlay mount not possible here: %s" % probe.stderr.strip())
+    return lr
+
+
+LIVE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "MAPE_TEST_LOG": "/tmp/mape-test.log"}
+INFO = "/usr/lib/opkg/info/mape-py"
+
+
+def _run(live, command, **env):
+    e = dict(LIVE_ENV, **env)
+    r = live.run(command, e)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r
+
+
+def test_live_install(live):
+    _run(live, "sh %s.postinst configure" % INFO, PKG_UPGRADE="0")
+    assert live.log() == ["default_postinst %s.postinst configure" % INFO,
+                          "/etc/init.d/rpcd reload"]
+
+
+def test_live_upgrade_restarts_enabled_service(live):
+    _run(live, "touch /tmp/mape-py-enabled; sh %s.postinst configure" % INFO, PKG_UPGRADE="1")
+    assert live.log() == ["default_postinst %s.postinst configure" % INFO,
+                          "/etc/init.d/rpcd reload",
+                          "/etc/init.d/mape-py enabled",
+                          "/etc/init.d/mape-py restart"]
+
+
+def test_live_upgrade_leaves_disabled_service(live):
+    _run(live, "sh %s.postinst configure" % INFO, PKG_UPGRADE="1")
+    assert "/etc/init.d/mape-py restart" not in live.log()
+
+
+def test_live_remove(live):
+    r = _run(live, "touch /tmp/uci-has-mape_py; sh %s.prerm remove && sh %s.postrm remove; "
+                   "[ -e /etc/mape-py ] && echo KEPT-STATE; [ -e /var/run/mape-py ] && echo KEPT-RUN; "
+                   "[ -e /tmp/uci-has-mape_py ] && echo KEPT-INCLUDE; true" % (INFO, INFO),
+             PKG_UPGRADE="0")
+    assert live.log() == [
+        "default_prerm %s.prerm remove" % INFO,
+        "/etc/init.d/mape-py stop",
+        "mape-py daemon --remove",
+        "mape-py firewall remove",
+        "uci -q get firewall.mape_py",
+        "uci -q delete firewall.mape_py",
+        "uci commit firewall",
+        "/etc/init.d/firewall reload",
+        "/etc/init.d/rpcd reload",
+    ]
+    assert r.stdout == ""
+
+
+def test_live_remove_without_include(live):
+    _run(live, "sh %s.prerm remove" % INFO, PKG_UPGRADE="0")
+    log = live.log()
+    assert "uci -q get firewall.mape_py" in log
+    assert "uci commit firewall" not in log and "/etc/init.d/firewall reload" not in log
+
+
+def test_live_remove_keeps_originals_when_restore_fails(live):
+    r = _run(live, "touch /tmp/remove-fails; sh %s.prerm remove; ls /etc/mape-py/original" % INFO,
+             PKG_UPGRADE="0")
+    assert r.stdout.split() == ["network"]
+    assert "could not restore" in r.stderr
+
+
+def test_live_upgrade_prerm_keeps_everything(live):
+    """opkg-lede does not call the old prerm on upgrade; if an opkg did, nothing is undone."""
+    r = _run(live, "touch /tmp/uci-has-mape_py; sh %s.prerm upgrade 9.9-1; ls /etc/mape-py" % INFO,
+             PKG_UPGRADE="1")
+    assert live.log() == ["default_prerm %s.prerm upgrade 9.9-1" % INFO]
+    assert r.stdout.split() == ["original"]
+
+
+def test_live_luci_app_install_runs_its_uci_defaults_hook(live):
+    _run(live, "sh /usr/lib/opkg/info/luci-app-mape-py.postinst configure", PKG_UPGRADE="0")
+    assert live.log() == ["default_postinst /usr/lib/opkg/info/luci-app-mape-py.postinst configure"]
