@@ -1,0 +1,203 @@
+"""The daemon as a real process against the fake router (recorded ubus text, a fake uci
+that keeps real files and deltas, fake netifd/iptables): exact uci batch text, reload
+calls, status; rollback; garbage input."""
+import json
+import os
+import signal
+
+from conftest import SDATA
+
+with open(os.path.join(SDATA, "batch_pd56.txt")) as f:
+    BATCH_PD56 = f.read()
+
+APPLY_CALLS = ["uci commit network", "uci commit firewall", "network reload", "firewall reload"]
+
+
+def lines(router):
+    return router.calls().splitlines()
+
+
+def test_pd56_first_run_writes_exact_batch_commits_reloads(router):
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    assert router.batches() == [BATCH_PD56]
+    calls = lines(router)
+    idx = [calls.index(c) for c in APPLY_CALLS]
+    assert idx == sorted(idx)
+    assert "iptables-restore -w --noflush <<" in router.calls()
+    assert "--to-source 106.73.34.51:5184-5199" in router.calls()
+    st = router.status()
+    assert st["state"] == "ok" and st["version"] == 1
+    assert st["wan6"] == {"interface": "wan6", "up": True, "device": "eth1", "source": "ipv6-prefix",
+                          "prefix": "240b:11:2233:4400::/56",
+                          "address": "240b:11:2233:4400:a00:27ff:fe12:3456/64"}
+    assert st["mapping"]["ipv4"] == "106.73.34.51" and st["mapping"]["psid"] == 68
+    assert st["tunnel"] == {"interface": "wan", "up": True, "device": "map-wan", "ipv4": "106.73.34.51",
+                            "expected_ipv4": "106.73.34.51"}
+    assert st["firewall"]["health"] == "present" and st["firewall"]["backend"] == "iptables"
+    assert st["uci"]["network.wan"]["tunlink"] == "wan6pd"
+    assert [h["event"] for h in st["history"]] == ["prefix-changed", "applied"]
+    assert st["ports"]["capacity"] == 240
+    # the originals are kept, the journal is gone, no delta left behind
+    assert router.read("etc/mape-py/original/network") == open(os.path.join(SDATA, "network.initial")).read()
+    assert router.read("etc/mape-py/journal") is None
+    assert not os.path.exists(router.path("tmp/.uci/network"))
+    net = router.read("etc/config/network")
+    assert "config interface 'wan6pd'\n\toption proto 'static'\n\toption device 'eth1'\n" \
+           "\tlist ip6addr '240b:11:2233:4400::1001'\n" in net
+
+
+def test_ra64_uses_the_address_and_gives_the_same_config(router):
+    router.set_wan6("wan6_status_ra64_userprefix.json")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    st = router.status()
+    assert st["wan6"]["source"] == "ipv6-address"
+    assert st["wan6"]["prefix"] == "240b:11:2233:4400:a00:27ff:fe12:3456/64"
+    assert st["mapping"]["ipv4"] == "106.73.34.51"
+    assert router.batches() == [BATCH_PD56]
+
+
+def test_nothing_written_when_already_applied(router):
+    assert router.once().returncode == 0
+    before = {n: os.stat(router.path("etc/config/" + n)).st_mtime_ns for n in ("network", "firewall")}
+    backup = os.stat(router.path("etc/mape-py/backup/network")).st_mtime_ns
+    router.clear_calls()
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    calls = router.calls()
+    assert "uci batch" not in calls and "commit" not in calls and "reload" not in calls
+    assert "iptables-restore" not in calls
+    after = {n: os.stat(router.path("etc/config/" + n)).st_mtime_ns for n in ("network", "firewall")}
+    assert before == after
+    assert os.stat(router.path("etc/mape-py/backup/network")).st_mtime_ns == backup
+    assert router.status()["state"] == "ok"
+
+
+def test_unsupported_prefix_changes_nothing(router):
+    status = json.load(open(os.path.join(os.path.dirname(SDATA), "..", "data", "wan6_status_dhcpv6_pd56.json")))
+    status["ipv6-prefix"][0]["address"] = "2a01:4f8:c0c:1200::"
+    status["ipv6-address"][0]["address"] = "2a01:4f8:c0c:1200::2"
+    router.set_wan6(text=json.dumps(status))
+    p = router.once()
+    assert p.returncode == 3
+    assert "state unsupported-prefix: no MAP-E rule covers 2a01:4f8:c0c:1200::/56" in p.stderr
+    assert router.batches() == []
+    st = router.status()
+    assert st["state"] == "unsupported-prefix"
+    assert st["wan6"]["prefix"] == "2a01:4f8:c0c:1200::/56"
+    assert "mapping" not in st and "no MAP-E rule covers" in st["mapping_error"]
+    assert st["history"][-1]["supported"] is False
+    assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
+
+
+def test_wan6_missing_waits(router):
+    router.set_wan6(None)
+    p = router.once()
+    assert p.returncode == 0
+    st = router.status()
+    assert st["state"] == "waiting-for-wan6"
+    assert st["state_reason"] == "interface wan6 does not exist"
+    assert router.batches() == []
+
+
+def test_rollback_when_the_tunnel_does_not_come_up(router):
+    router.write("scenario/tunnel_fail", "")
+    p = router.once()
+    assert p.returncode == 1
+    assert "did not come up with 106.73.34.51" in p.stderr
+    assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
+    assert router.read("etc/config/firewall") == open(os.path.join(SDATA, "firewall.initial")).read()
+    calls = lines(router)
+    assert calls.count("network reload") == 2 and calls.count("firewall reload") == 2
+    st = router.status()
+    assert st["state"] == "error"
+    assert "previous configuration restored" in st["last_error"]["message"]
+    assert st["history"][-1]["event"] == "rolled-back"
+
+
+def test_uci_commit_failure_leaves_the_old_config(router):
+    os.makedirs(router.path("fail"))
+    router.write("fail/commit-firewall", "")
+    p = router.once()
+    assert p.returncode == 1
+    assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
+    assert router.read("etc/config/firewall") == open(os.path.join(SDATA, "firewall.initial")).read()
+    assert "reload" not in router.calls()
+    st = router.status()
+    assert st["state"] == "error" and "apply failed: uci commit firewall failed" in st["last_error"]["message"]
+    assert router.read("etc/mape-py/journal") is None
+
+
+def test_stale_cli_deltas_are_reverted_not_committed(router):
+    router.write("tmp/.uci/network", "network.lan.ipaddr='10.9.9.9'\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    assert "10.9.9.9" not in router.read("etc/config/network")
+    assert "reverting uncommitted uci changes to network" in p.stderr
+
+
+def test_garbage_in_etc_config_mape_keeps_defaults_and_says_so(router):
+    router.write("etc/config/mape", "config mape 'config'\n\toption mtu 'lots'\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    assert "invalid settings, using the defaults: /etc/config/mape: option 'mtu' must be a number, not 'lots'" \
+        in p.stderr.replace(router.root, "")
+    st = router.status()
+    codes = [w["code"] for w in st["warnings"]]
+    assert "config-invalid" in codes
+    assert st["state"] == "ok"
+
+
+def test_disabled(router):
+    router.write("etc/config/mape", "config mape 'config'\n\toption enabled '0'\n")
+    p = router.once()
+    assert p.returncode == 0
+    assert router.status()["state"] == "disabled"
+    assert "ubus call" not in router.calls() and router.batches() == []
+
+
+def test_settings_drive_names_and_mtu(router):
+    router.write("etc/config/mape", "config mape 'config'\n\toption manage_wan6pd '0'\n\toption mtu '1454'\n"
+                                    "\toption verify_timeout '3'\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    batch = router.batches()[0]
+    assert "set network.wan.tunlink='wan6'\n" in batch and "set network.wan.mtu='1454'\n" in batch
+    assert "wan6pd" not in batch.replace("tunlink='wan6'", "")
+
+
+GARBAGE = [
+    ("not json", "Command failed: Invalid argument\n"),
+    ("array", "[1, 2, 3]\n"),
+    ("truncated", '{"up": true, "ipv6-prefix": [{"address": "240b:11:2233:4400::", "ma'),
+    ("wrong types", '{"up": "yes", "ipv6-prefix": "240b::/56"}'),
+    ("bad entries", '{"up": true, "ipv6-prefix": [{"address": "zzz", "mask": 56}, 7, {"mask": true}],'
+                    ' "ipv6-address": [{"address": "240b:11:2233:4400::5", "mask": "64"}]}'),
+]
+
+
+def test_garbage_ubus_output_never_crashes_nor_writes(router):
+    for name, text in GARBAGE:
+        router.set_wan6(text=text)
+        router.clear_calls()
+        p = router.once()
+        assert "Traceback" not in p.stderr, name
+        assert p.returncode in (0, 1), (name, p.stderr)
+        st = router.status()
+        assert st["state"] in ("error", "waiting-for-wan6"), name
+        assert router.batches() == [], name
+        assert p.stderr.strip(), name  # a log line says what happened
+
+
+def test_sigterm_clean_exit_and_status(router):
+    p = router.start()
+    router.wait_for(lambda: (router.status() or {}).get("state") == "ok", what="state ok")
+    assert router.read("var/run/mape-py/mape-py.pid").strip() == str(p.pid)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    st = router.status()
+    assert st["running"] is False and st["state"] == "stopped"
+    assert router.read("var/run/mape-py/mape-py.pid") is None
+    assert "ubus subscribe network.interface" in router.calls()
+    assert "ubus listen network.interface ubus.object.add" in router.calls()
