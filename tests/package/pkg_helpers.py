@@ -116,7 +116,7 @@ SYNTH_LUCI = {
     "root/usr/share/rpcd/acl.d/luci-app-mape-py.json": ("{}\n", 0o644),
     "root/etc/uci-defaults/40_luci-mape-py": ("rm -f /tmp/luci-indexcache*\nexit 0\n", 0o755),
     "po/ja/mape.po": ("msgid \"\"\nmsgstr \"\"\n", 0o644),
-    "Makefile": ("LUCI_TITLE:=LuCI support for MAP-E (mape-py)\n"
+    "Makefile": ("include $(TOPDIR)/rules.mk\n\nLUCI_TITLE:=LuCI support for MAP-E (mape-py)\n"
                  "LUCI_DEPENDS:=+luci-base +mape-py\n"
                  "PKG_LICENSE:=GPL-2.0-only\n\n"
                  "include ../../luci.mk\n\n# call BuildPackage - OpenWrt buildroot signature\n", 0o644),
