@@ -44,12 +44,10 @@ def main(argv=None):
     if name not in COMMANDS:
         sys.stderr.write("mape-py: unknown command %r (try: %s)\n" % (name, ", ".join(COMMANDS)))
         return 2
-    import argparse
-    import importlib
+    from mape.argv import Parser
 
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog="mape-py " + name, description=module.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module = __import__(COMMANDS[name][0], fromlist=["run"])  # importlib itself costs a millisecond
+    parser = Parser(prog="mape-py " + name, description=module.__doc__)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     from mape.core.errors import MapeError

@@ -92,7 +92,7 @@ def test_user_rules_extend_and_override_the_table():
     ({"ip6prefix": "2001:db8::/32", "ipaddr": "192.0.2.0/24", "ealen": "x", "psidlen": "8", "offset": "4",
       "peeraddr": "2001:db8::1"}, "number"),
     ({"ip6prefix": "2001:db8::1/32", "ipaddr": "192.0.2.0/24", "ealen": "16", "psidlen": "8", "offset": "4",
-      "peeraddr": "2001:db8::1"}, "host bits"),
+      "peeraddr": "2001:db8::1"}, "bits set beyond its length"),
     ({"ip6prefix": "2001:db8::/32", "ipaddr": "192.0.2.0/24", "ealen": "12", "psidlen": "8", "offset": "4",
       "peeraddr": "2001:db8::1"}, "must be 32"),
     ({"ip6prefix": "2001:db8::/60", "ipaddr": "192.0.2.0/24", "ealen": "16", "psidlen": "8", "offset": "4",
@@ -105,3 +105,24 @@ def test_bad_user_rules_say_what_is_wrong(options, words):
         parse_user_rule(options)
     assert words in str(e.value)
     assert "\n" not in str(e.value)
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from mape.core.ucifile import _words  # noqa: E402
+
+
+@hsettings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="ab 1\t'\"\\#x.-/:", max_size=30))
+def test_uci_words_split_like_posix_shell_words(line):
+    """Our tokenizer (no shlex: it imports re, too slow for a cold start) splits like shlex."""
+    import shlex
+    try:
+        expected = shlex.split(line, comments=True)
+    except ValueError:
+        expected = None
+    try:
+        ours = _words(line)
+    except ValueError:
+        ours = None
+    assert ours == expected

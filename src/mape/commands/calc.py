@@ -40,8 +40,7 @@ def inputs(prefixes):
 
 
 def load_table(config_path):
-    from mape.core.rules import load_table as load
-    from mape.settings import user_rules_from_file
+    from mape.core.rules import load_table as load, user_rules_from_file
 
     return load(user_rules=user_rules_from_file(config_path))
 
@@ -78,6 +77,7 @@ def human(mapping, mtu, device):
 
 
 def run(args):
+    from mape.core.jsonout import dumps
     from mape.core.mapping import calc
 
     table = load_table(args.config)
@@ -89,14 +89,12 @@ def run(args):
         except MapeError as e:
             worst = max(worst, e.exit_code)
             if args.json:
-                import json
-                print(json.dumps({"input": text, "error": str(e), "exit_code": e.exit_code}, ensure_ascii=False))
+                print(dumps({"input": text, "error": str(e), "exit_code": e.exit_code}))
             else:
                 sys.stderr.write("mape-py calc: %s\n" % e)
             continue
         if args.json:
-            import json
-            print(json.dumps(mapping.as_dict(), ensure_ascii=False))
+            print(dumps(mapping.as_dict()))
         else:
             if not first:
                 print("-" * 72)

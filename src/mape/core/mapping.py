@@ -3,8 +3,7 @@
 One place computes a mapping; the CLI, the UCI plan, the firewall rules and the status
 document all render the Mapping this module returns.
 """
-import ipaddress
-
+from mape.core.addr import format_v4, format_v6, parse_v6
 from mape.core.errors import InputError, PrefixTooShort, UnsupportedPrefix
 from mape.core.portset import port_sets
 from mape.core.rules import PROVIDERS
@@ -35,7 +34,7 @@ class LineInput:
         self.kind = kind
 
     def as_dict(self):
-        return {"text": self.text, "prefix": "%s/%d" % (ipaddress.IPv6Address(_prefix(self.addr, self.length)),
+        return {"text": self.text, "prefix": "%s/%d" % (format_v6(_prefix(self.addr, self.length)),
                                                          self.length), "kind": self.kind}
 
 
@@ -49,7 +48,7 @@ def parse_line_input(text):
         raise InputError("empty input: give an IPv6 prefix such as 240b:10:1234:5600::/56")
     addr_text, _, len_text = raw.partition("/")
     try:
-        addr = int(ipaddress.IPv6Address(addr_text))
+        addr = parse_v6(addr_text)
     except ValueError:
         raise InputError("not an IPv6 address or prefix: %r" % raw[:80])
     if len_text:
@@ -93,11 +92,11 @@ class Mapping:
 
     @property
     def ipv4_text(self):
-        return str(ipaddress.IPv4Address(self.ipv4))
+        return format_v4(self.ipv4)
 
     @property
     def ce_text(self):
-        return str(ipaddress.IPv6Address(self.ce if self.rule.legacy else self.ce_rfc))
+        return format_v6(self.ce if self.rule.legacy else self.ce_rfc)
 
     @property
     def br(self):
@@ -117,7 +116,7 @@ class Mapping:
 
     @property
     def end_user_prefix_text(self):
-        return "%s/%d" % (ipaddress.IPv6Address(self.end_user_prefix), self.end_user_len)
+        return "%s/%d" % (format_v6(self.end_user_prefix), self.end_user_len)
 
     @property
     def wan6_64(self):
@@ -140,8 +139,8 @@ class Mapping:
             "port_sets": [[first, last] for first, last in sets],
             "port_count": sum(last - first + 1 for first, last in sets),
             "ce": self.ce_text,
-            "ce_legacy": str(ipaddress.IPv6Address(self.ce)),
-            "ce_rfc7597": str(ipaddress.IPv6Address(self.ce_rfc)),
+            "ce_legacy": format_v6(self.ce),
+            "ce_rfc7597": format_v6(self.ce_rfc),
             "end_user_prefix": self.end_user_prefix_text,
             "input": self.line.as_dict(),
             "rule": self.rule.as_dict(),
@@ -186,8 +185,8 @@ def compute(rule, line):
                     "pd-not-subnet-0",
                     "the /%d is not subnet 0 of the customer /%d %s: the CE address %s lies outside "
                     "it (the home gateway holds the /%d; it may already run MAP-E itself)" % (
-                        line.length, eu_len, "%s/%d" % (ipaddress.IPv6Address(eu_prefix), eu_len),
-                        ipaddress.IPv6Address(ce if rule.legacy else ce_rfc), eu_len)))
+                        line.length, eu_len, "%s/%d" % (format_v6(eu_prefix), eu_len),
+                        format_v6(ce if rule.legacy else ce_rfc), eu_len)))
             else:
                 warnings.append(_warning(
                     "pd-behind-gateway",

@@ -1,7 +1,7 @@
 """The OpenWrt `network` values a mapping implies: `wan` as proto map, and the static
 `wan6pd` interface that gives netifd's mapcalc a prefix to find (the manual procedure's
 64-bit mapcalc workaround). Values are strings, as UCI stores them."""
-import ipaddress
+from mape.core.addr import format_v6
 
 DEFAULT_MTU = 1460
 
@@ -34,8 +34,8 @@ def wan6pd_options(mapping, device=None):
     if device:
         options.append(("device", device))
     options += [
-        ("ip6addr", str(ipaddress.IPv6Address(net64 | 0x1001))),
-        ("ip6gw", str(ipaddress.IPv6Address(net64 | 1))),
+        ("ip6addr", format_v6(net64 | 0x1001)),
+        ("ip6gw", format_v6(net64 | 1)),
         ("ip6prefix", mapping.end_user_prefix_text),
         ("defaultroute", "0"),
     ]

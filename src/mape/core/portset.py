@@ -21,7 +21,8 @@ def port_sets(psid, offset, psid_len):
         end = start + size - 1
         if start == 0:
             start = 1  # port 0 is never usable (mapcalc bumps it the same way)
-        sets.append((start, end))
+        if start <= end:
+            sets.append((start, end))
     return sets
 
 

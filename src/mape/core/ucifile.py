@@ -1,6 +1,4 @@
 """Parser for UCI config-file syntax (/etc/config/* and `uci export` output). Pure."""
-import shlex
-
 from mape.core.errors import InputError
 
 
@@ -16,6 +14,51 @@ class Section:
         return self.options.get(key, default)
 
 
+def _words(line):
+    """Split one config line like the uci tokenizer: whitespace separates, '...' and "..."
+    quote (backslash escapes inside double quotes and outside quotes), '#' outside quotes starts a
+    comment. Same words as shlex.split(line, comments=True), without importing re."""
+    words = []
+    word = None
+    quote = None
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if quote:
+            if c == quote:
+                quote = None
+            elif c == "\\" and quote == '"' and i + 1 < n and line[i + 1] in '"\\':
+                i += 1
+                word.append(line[i])
+            else:
+                word.append(c)
+        elif c in " \t":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+        elif c == "#":
+            break
+        else:
+            if word is None:
+                word = []
+            if c in "'\"":
+                quote = c
+            elif c == "\\":
+                i += 1
+                if i == n:
+                    raise ValueError("No escaped character")
+                word.append(line[i])
+            else:
+                word.append(c)
+        i += 1
+    if quote:
+        raise ValueError("No closing quotation")
+    if word is not None:
+        words.append("".join(word))
+    return words
+
+
 def parse(text, source="config"):
     """Sections in file order. Raises InputError (one line, with the line number) on garbage."""
     sections = []
@@ -25,7 +68,7 @@ def parse(text, source="config"):
         if not line or line.startswith("#"):
             continue
         try:
-            words = shlex.split(line, comments=True)
+            words = _words(line)
         except ValueError as e:
             raise InputError("%s line %d: %s" % (source, number, e))
         if not words:
