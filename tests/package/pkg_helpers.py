@@ -7,10 +7,12 @@ import importlib.util
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 
 import pytest
 
+DASH = shutil.which("dash")
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -94,6 +96,46 @@ def make_repo(tmp_path, files=None, luci=None, extra_src=None, keep_real_trees=F
             p.write_bytes(content if isinstance(content, bytes) else content.encode())
             os.chmod(p, mode)
     return str(top)
+
+
+def overlay_ok():
+    if os.geteuid() != 0 or not shutil.which("unshare") or not DASH:
+        return False
+    return True
+
+
+class LiveRoot:
+    """An overlay of this machine's / (upper dir in tmp) entered with chroot in a private
+    mount namespace; files written inside land in the upper dir."""
+
+    def __init__(self, tmp_path):
+        self.base = tmp_path
+        self.upper = tmp_path / "upper"
+        self.work = tmp_path / "work"
+        self.merged = tmp_path / "merged"
+        for d in (self.upper, self.work, self.merged):
+            d.mkdir()
+
+    def put(self, path, text, mode=0o755):
+        # write through symlinked top-level dirs of the lower root (/lib -> usr/lib)
+        real = os.path.realpath(os.path.dirname(path))
+        p = self.upper / real.lstrip("/") / os.path.basename(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(text if isinstance(text, bytes) else text.encode())
+        p.chmod(mode)
+
+    def run(self, command, env):
+        envs = " ".join("%s='%s'" % kv for kv in sorted(env.items()))
+        inner = "env -i %s %s -c '%s'" % (envs, DASH, command.replace("'", "'\\''"))
+        script = ("mount --make-rprivate / && mount -t overlay overlay -o lowerdir=/,upperdir=%s,"
+                  "workdir=%s %s && exec chroot %s /bin/sh -c \"$0\"" % (
+                      self.upper, self.work, self.merged, self.merged))
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, inner],
+                              capture_output=True, text=True, timeout=120)
+
+    def log(self):
+        p = self.upper / "tmp" / "mape-test.log"
+        return p.read_text().splitlines() if p.exists() else []
 
 
 # A synthetic router tree with one file of each kind, with modes deliberately "wrong" in

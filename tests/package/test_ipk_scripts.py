@@ -11,9 +11,8 @@ import subprocess
 
 import pytest
 
-from pkg_helpers import Ipk  # noqa: F401  (type of the fixtures)
+from pkg_helpers import DASH, LiveRoot, overlay_ok
 
-DASH = shutil.which("dash")
 
 FUNCTIONS_SH = r'''
 # test stub of OpenWrt's /lib/functions.sh (records calls; sources the -pkg scripts)
@@ -144,49 +143,9 @@ def test_ipkg_no_script(tmp_path, synth_build):
 
 # --- live system: overlay of / + chroot -----------------------------------------------
 
-def _overlay_ok():
-    if os.geteuid() != 0 or not shutil.which("unshare") or not DASH:
-        return False
-    return True
-
-
-class LiveRoot:
-    """An overlay of this machine's / (upper dir in tmp) entered with chroot in a private
-    mount namespace; files written inside land in the upper dir."""
-
-    def __init__(self, tmp_path):
-        self.base = tmp_path
-        self.upper = tmp_path / "upper"
-        self.work = tmp_path / "work"
-        self.merged = tmp_path / "merged"
-        for d in (self.upper, self.work, self.merged):
-            d.mkdir()
-
-    def put(self, path, text, mode=0o755):
-        # write through symlinked top-level dirs of the lower root (/lib -> usr/lib)
-        real = os.path.realpath(os.path.dirname(path))
-        p = self.upper / real.lstrip("/") / os.path.basename(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        p.chmod(mode)
-
-    def run(self, command, env):
-        envs = " ".join("%s='%s'" % kv for kv in sorted(env.items()))
-        inner = "env -i %s %s -c '%s'" % (envs, DASH, command.replace("'", "'\\''"))
-        script = ("mount --make-rprivate / && mount -t overlay overlay -o lowerdir=/,upperdir=%s,"
-                  "workdir=%s %s && exec chroot %s /bin/sh -c \"$0\"" % (
-                      self.upper, self.work, self.merged, self.merged))
-        return subprocess.run(["unshare", "-m", "sh", "-c", script, inner],
-                              capture_output=True, text=True, timeout=120)
-
-    def log(self):
-        p = self.upper / "tmp" / "mape-test.log"
-        return p.read_text().splitlines() if p.exists() else []
-
-
 @pytest.fixture
 def live(tmp_path, synth_build):
-    if not _overlay_ok():
+    if not overlay_ok():
         pytest.skip("needs root, unshare and dash for the overlay chroot")
     lr = LiveRoot(tmp_path)
     lr.put("/lib/functions.sh", FUNCTIONS_SH, 0o644)
