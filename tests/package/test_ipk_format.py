@@ -237,3 +237,14 @@ def test_data_tar_is_sorted_like_gnu_tar(ipk):
             by_parent.setdefault(n.rsplit("/", 1)[0], []).append(n.rsplit("/", 1)[1])
     for kids in by_parent.values():
         assert kids == sorted(kids, key=lambda s: s.encode())
+
+
+def test_prerm_uses_shipped_teardown(real_build):
+    """prerm-pkg runs the package's own firewall teardown and daemon restore."""
+    ipk = real_build["mape-py"]
+    prerm = ipk.control_file("prerm-pkg")
+    files = ipk.files()
+    for path in ("/usr/share/mape-py/firewall.uninstall", "/usr/bin/mape-py", "/etc/init.d/mape-py"):
+        assert path in prerm
+        assert files.get(path) == (0o755, False), path
+    assert "/usr/bin/mape-py daemon --remove" in prerm

@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from pkg_helpers import DASH, LiveRoot, overlay_ok
+from pkg_helpers import DASH, TOP, LiveRoot, overlay_ok
+
+UNINSTALL = "/usr/share/mape-py/firewall.uninstall"
 
 
 FUNCTIONS_SH = r'''
@@ -160,6 +162,8 @@ def live(tmp_path, synth_build):
     lr.put("/usr/sbin/uci", UCI_STUB)
     lr.put("/etc/mape-py/original/network", "config interface 'wan'\n", 0o644)
     lr.put("/var/run/mape-py/status.json", "{}", 0o644)
+    # the real firewall teardown script the package ships (prerm runs it)
+    lr.put(UNINSTALL, open(os.path.join(TOP, "files", UNINSTALL.lstrip("/")), "rb").read())
     probe = lr.run("true", {})
     if probe.returncode != 0:
         pytest.skip("overlay mount not possible here: %s" % probe.stderr.strip())
@@ -205,11 +209,10 @@ def test_live_remove(live):
         "default_prerm %s.prerm remove" % INFO,
         "/etc/init.d/mape-py stop",
         "mape-py daemon --remove",
-        "mape-py firewall remove",
         "uci -q get firewall.mape_py",
         "uci -q delete firewall.mape_py",
-        "uci commit firewall",
-        "/etc/init.d/firewall reload",
+        "uci -q commit firewall",
+        "mape-py firewall remove",
         "/etc/init.d/rpcd reload",
     ]
     assert r.stdout == ""
@@ -219,7 +222,8 @@ def test_live_remove_without_include(live):
     _run(live, "sh %s.prerm remove" % INFO, PKG_UPGRADE="0")
     log = live.log()
     assert "uci -q get firewall.mape_py" in log
-    assert "uci commit firewall" not in log and "/etc/init.d/firewall reload" not in log
+    assert not [line for line in log if "commit" in line or "delete" in line]
+    assert log[-1] == "mape-py firewall remove"
 
 
 def test_live_remove_keeps_originals_when_restore_fails(live):
