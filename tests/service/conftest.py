@@ -82,8 +82,9 @@ class Router:
                               stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
 
     def start(self, *extra):
-        p = subprocess.Popen(self.argv(*extra), env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True)
+        p = subprocess.Popen(self.argv(*extra), env=self.env(), stdout=subprocess.DEVNULL,
+                             stderr=open(self.path("daemon.log"), "a"), universal_newlines=True,
+                             start_new_session=True)
         self.procs.append(p)
         return p
 
@@ -117,6 +118,14 @@ class Router:
             time.sleep(0.05)
         raise AssertionError("timed out waiting for %s\ncalls:\n%s" % (what, self.calls()))
 
+    def kill_hard(self, p):
+        """SIGKILL the daemon and everything it started (its own session)."""
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
     def kill_all(self):
         for p in self.procs:
             if p.poll() is None:
@@ -126,6 +135,10 @@ class Router:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         reached = self.path("reached")
         if os.path.isdir(reached):
             for name in os.listdir(reached):

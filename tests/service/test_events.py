@@ -1,0 +1,117 @@
+"""Prefix-change event streams into the running daemon: ubus notifications (the exact
+`interface.update` shape), irrelevant and malformed lines, flaps, SIGHUP, the hotplug kick."""
+import json
+import os
+import signal
+import subprocess
+
+from conftest import DATA, TOP
+
+PD56 = json.load(open(os.path.join(DATA, "wan6_status_dhcpv6_pd56.json")))
+
+
+def wan6_with(prefix_hex):
+    """The recorded PD /56 status with another /56 (e.g. '240b:11:5566:7700')."""
+    st = json.loads(json.dumps(PD56))
+    st["ipv6-prefix"][0]["address"] = prefix_hex + "::"
+    st["ipv6-prefix"][0]["assigned"]["lan"]["address"] = prefix_hex + "::"
+    st["ipv6-address"][0]["address"] = prefix_hex + ":a00:27ff:fe12:3456"
+    return st
+
+
+def update_event(status, name="wan6"):
+    payload = {"interface": name}
+    payload.update(status)
+    payload["updated"] = ["prefixes"]
+    return {"interface.update": payload}
+
+
+def started(router):
+    p = router.start()
+    router.wait_for(lambda: (router.status() or {}).get("state") == "ok", what="first apply")
+    router.wait_for(lambda: "ubus subscribe network.interface" in router.calls(), what="subscription")
+    return p
+
+
+def wait_prefix(router, prefix):
+    router.wait_for(lambda: ((router.status() or {}).get("wan6") or {}).get("prefix") == prefix
+                    and router.status()["state"] == "ok", what="prefix " + prefix)
+
+
+def test_prefix_change_notification_rewrites_only_wan6pd(router):
+    started(router)
+    router.clear_calls()
+    new = wan6_with("240b:11:5566:7700")
+    router.set_wan6(text=json.dumps(new, indent="\t"))
+    router.notify(update_event(new))
+    wait_prefix(router, "240b:11:5566:7700::/56")
+    assert router.batches() == [
+        "delete network.wan6pd.ip6addr\n"
+        "add_list network.wan6pd.ip6addr='240b:11:5566:7700::1001'\n"
+        "set network.wan6pd.ip6gw='240b:11:5566:7700::1'\n"
+        "set network.wan6pd.ip6prefix='240b:11:5566:7700::/56'\n"]
+    calls = router.calls().splitlines()
+    assert "uci commit network" in calls and "uci commit firewall" not in calls
+    assert calls.index("uci commit network") < calls.index("network reload")
+    st = router.status()
+    assert st["mapping"]["ipv4"] == "106.73.85.102"
+    assert st["tunnel"]["ipv4"] == "106.73.85.102"
+    events = [(h["event"], h.get("prefix")) for h in st["history"]]
+    assert events[-2:] == [("prefix-changed", "240b:11:5566:7700::/56"), ("applied", "240b:11:5566:7700::/56")]
+    assert "--to-source 106.73.85.102:" in router.calls()
+
+
+def test_irrelevant_and_malformed_events_are_ignored(router):
+    started(router)
+    router.clear_calls()
+    lan = dict(update_event(PD56, "lan"))
+    for obj in (lan, {"interface.down": {"interface": "wanmap", "up": False}}, {"weird": 1}, [1, 2]):
+        router.notify(obj)
+    fd = os.open(router.path("ubus/subscribe.fifo"), os.O_WRONLY)
+    os.write(fd, b"this is not json\n{\"interface.update\": {\"interface\"\n\x00\xff garbage\n")
+    os.close(fd)
+    assert router.calls().count("network.interface.wan6 status") == 0
+    new = wan6_with("240b:11:8899:aa00")
+    router.set_wan6(text=json.dumps(new))
+    router.notify(update_event(new))
+    wait_prefix(router, "240b:11:8899:aa00::/56")
+    # the relevant event caused exactly one look at wan6; the others none
+    assert router.calls().count("ubus call network.interface.wan6 status") == 1
+    assert len(router.batches()) == 1
+
+
+def test_flapping_prefix_gives_one_transaction(router):
+    started(router)
+    router.clear_calls()
+    final = wan6_with("240b:11:1234:5600")
+    router.set_wan6(text=json.dumps(final))
+    flap = [update_event(wan6_with("240b:11:%04x:7700" % i)) for i in range(5)] + [update_event(final)]
+    fd = os.open(router.path("ubus/subscribe.fifo"), os.O_WRONLY)
+    os.write(fd, "".join(json.dumps(e) + "\n" for e in flap).encode())
+    os.close(fd)
+    wait_prefix(router, "240b:11:1234:5600::/56")
+    assert len(router.batches()) == 1
+
+
+def test_sighup_recomputes_now(router):
+    p = started(router)
+    new = wan6_with("240b:11:4444:5500")
+    router.set_wan6(text=json.dumps(new))
+    p.send_signal(signal.SIGHUP)
+    wait_prefix(router, "240b:11:4444:5500::/56")
+
+
+def test_hotplug_ifupdate_prefixes_kicks_the_daemon(router):
+    started(router)
+    new = wan6_with("240b:11:6666:7700")
+    router.set_wan6(text=json.dumps(new))
+    env = router.env()
+    env["MAPE_PY_RUN_DIR"] = router.path("var/run/mape-py")
+    script = os.path.join(TOP, "files/etc/hotplug.d/iface/95-mape-py")
+    # not ours: other interface, or an update without prefixes/addresses
+    for extra in ({"INTERFACE": "lan", "IFUPDATE_PREFIXES": "1"}, {"INTERFACE": "wan6", "IFUPDATE_ROUTES": "1"}):
+        e = dict(env, ACTION="ifupdate", **extra)
+        assert subprocess.run(["dash", script], env=e).returncode == 0
+    e = dict(env, ACTION="ifupdate", INTERFACE="wan6", IFUPDATE_PREFIXES="1", DEVICE="eth1")
+    assert subprocess.run(["dash", script], env=e).returncode == 0
+    wait_prefix(router, "240b:11:6666:7700::/56")

@@ -1,0 +1,52 @@
+"""Kill the daemon (SIGKILL, with everything it started) at each step of the transaction;
+the next start must find either the old or the new configuration, never a mix, and must
+then converge to the new one."""
+import os
+
+import pytest
+
+from conftest import SDATA, Router
+
+OLD = (open(os.path.join(SDATA, "network.initial")).read(), open(os.path.join(SDATA, "firewall.initial")).read())
+
+STEPS = ["batch", "commit-network", "commit-firewall", "reload-network", "reload-firewall",
+         "ubus-call-network.interface.wan"]
+
+
+@pytest.fixture(scope="module")
+def new_config(tmp_path_factory):
+    r = Router(tmp_path_factory.mktemp("clean") / "root")
+    p = r.once()
+    assert p.returncode == 0, p.stderr
+    return (r.read("etc/config/network"), r.read("etc/config/firewall"))
+
+
+def pair(router):
+    return (router.read("etc/config/network"), router.read("etc/config/firewall"))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_at_step(router, new_config, step):
+    os.makedirs(router.path("hang"))
+    router.write("hang/" + step, "")
+    p = router.start()
+    router.wait_for(lambda: os.path.exists(router.path("reached/" + step)), what="step " + step)
+    router.kill_hard(p)
+    os.unlink(router.path("hang/" + step))
+    # next start, wan6 gone: only the recovery runs
+    router.set_wan6(None)
+    r = router.once()
+    assert "Traceback" not in r.stderr
+    state = pair(router)
+    assert state in (OLD, new_config), "mixed configuration after kill at %s" % step
+    assert router.read("etc/mape-py/journal") is None
+    assert not os.path.exists(router.path("tmp/.uci/network"))
+    assert not os.path.exists(router.path("tmp/.uci/firewall"))
+    expected = {"batch": OLD, "commit-network": OLD, "commit-firewall": OLD}.get(step, new_config)
+    assert state == expected
+    # and it converges once wan6 is back
+    router.set_wan6("wan6_status_dhcpv6_pd56.json")
+    r = router.once()
+    assert r.returncode == 0, r.stderr
+    assert pair(router) == new_config
+    assert router.status()["state"] == "ok"
