@@ -1,0 +1,104 @@
+"""Desired UCI state, the diff against `uci export` text and the exact batch (pure)."""
+import os
+
+from mape.core.mapping import calc
+from mape.core.plan import Target, desired_state, make_plan, parse_export, quote
+from mape.core.rules import load_table
+from mape.core.observe import observe
+from mape.settings import Settings
+
+SDATA = os.path.join(os.path.dirname(__file__), "..", "service", "data")
+TABLE = load_table()
+
+
+def current(network=None, firewall=None):
+    def read(name):
+        with open(os.path.join(SDATA, name)) as f:
+            return f.read()
+    return {"network": parse_export(network if network is not None else read("network.initial"), "network"),
+            "firewall": parse_export(firewall if firewall is not None else read("firewall.initial"), "firewall")}
+
+
+def plan_for(prefix="240b:11:2233:4400::/56", settings=None, cur=None, device="eth1"):
+    s = settings or Settings()
+    return make_plan(desired_state(calc(prefix, TABLE), s, device=device), cur or current())
+
+
+def test_exact_batch_from_the_initial_config():
+    p = plan_for()
+    with open(os.path.join(SDATA, "batch_pd56.txt")) as f:
+        assert p.batch_text() == f.read()
+    assert p.packages == ["network", "firewall"]
+    assert not p.problems
+
+
+def test_plan_is_empty_once_applied():
+    after_network = """
+config interface 'wan'
+\toption device 'eth1'
+\toption proto 'map'
+\toption maptype 'map-e'
+\toption peeraddr '2404:9200:225:100::64'
+\toption ipaddr '106.72.0.0'
+\toption ip4prefixlen '15'
+\toption ip6prefix '240b:10::'
+\toption ip6prefixlen '31'
+\toption ealen '25'
+\toption psidlen '8'
+\toption offset '4'
+\toption legacymap '1'
+\toption mtu '1460'
+\toption tunlink 'wan6pd'
+
+config interface 'wan6pd'
+\toption proto 'static'
+\toption device 'eth1'
+\tlist ip6addr '240b:11:2233:4400::1001'
+\toption ip6gw '240b:11:2233:4400::1'
+\toption ip6prefix '240b:11:2233:4400::/56'
+\toption defaultroute '0'
+"""
+    firewall = "config zone\n\toption name 'wan'\n\tlist network 'wan'\n\tlist network 'wan6pd'\n" \
+               "\toption masq '1'\n\toption mtu_fix '1'\n"
+    p = plan_for(cur=current(after_network, firewall))
+    assert p.empty and p.batch_text() == "" and p.packages == []
+
+
+def test_leftover_rule_option_is_deleted_and_named_zone_and_string_network():
+    net = "config interface 'wan'\n\toption proto 'map'\n\toption rule 'type=map-e,...'\n\toption psid '3'\n"
+    fw = "config zone 'wanzone'\n\toption name 'wan'\n\toption network 'wan wan6'\n\toption masq '1'\n"
+    p = plan_for(cur=current(net, fw))
+    text = p.batch_text()
+    assert "delete network.wan.rule\ndelete network.wan.psid\n" in text
+    assert ("delete firewall.wanzone.network\nadd_list firewall.wanzone.network='wan'\n"
+            "add_list firewall.wanzone.network='wan6'\nadd_list firewall.wanzone.network='wan6pd'\n"
+            "set firewall.wanzone.mtu_fix='1'\n") in text
+
+
+def test_zone_not_found_is_a_problem_not_a_crash():
+    p = plan_for(cur=current(None, "config zone\n\toption name 'lan'\n"))
+    assert p.problems == ["firewall zone 'wan' not found: add wan6pd to your WAN zone by hand"]
+    assert "firewall" not in p.packages
+
+
+def test_manage_wan6pd_off_and_names():
+    s = Settings(manage_wan6pd=False, wan_iface="wanmap", mtu=1454)
+    p = plan_for(settings=s)
+    text = p.batch_text()
+    assert text.startswith("set network.wanmap=interface\nset network.wanmap.proto='map'\n")
+    assert "set network.wanmap.tunlink='wan6'\n" in text and "wan6pd" not in text
+    assert "set network.wanmap.mtu='1454'\n" in text
+
+
+def test_quote():
+    assert quote("a'b") == "'a'\\''b'"
+
+
+def test_target_status_view():
+    o = observe({"up": True, "device": "eth1", "ipv6-prefix": [{"address": "240b:11:2233:4400::", "mask": 56}]})
+    t = Target(calc(o.prefix, TABLE), o, Settings())
+    st = t.uci.as_status()
+    assert st["network.wan"]["ipaddr"] == "106.72.0.0"
+    assert st["network.wan6pd"]["ip6addr"] == ["240b:11:2233:4400::1001"]
+    assert st["firewall.zone[wan]"] == {"masq": "1", "mtu_fix": "1", "network+": ["wan6pd"]}
+    assert t.summary()["ipv4"] == "106.73.34.51"
