@@ -683,10 +683,28 @@ def build(out, only=None, top=TOP, check_depends=True):
     return written
 
 
+def list_package(path):
+    with open(path, "rb") as f:
+        outer = tarfile.open(fileobj=io.BytesIO(gzip.decompress(f.read())))
+    members = {m.name: outer.extractfile(m).read() for m in outer.getmembers()}
+    data = tarfile.open(fileobj=io.BytesIO(gzip.decompress(members["./data.tar.gz"])))
+    control = tarfile.open(fileobj=io.BytesIO(gzip.decompress(members["./control.tar.gz"])))
+    total = 0
+    for m in data.getmembers():
+        if m.isfile():
+            total += m.size
+            print("  %04o %7d  %s" % (m.mode, m.size, m.name[1:]))
+    print("  %d files, %d bytes; control: %s" % (
+        sum(1 for m in data.getmembers() if m.isfile()), total,
+        " ".join(m.name[2:] for m in control.getmembers() if m.isfile())))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(TOP, "dist"))
     ap.add_argument("--only", choices=["mape-py", LUCI_DIR])
+    ap.add_argument("--list", action="store_true",
+                    help="after building, print each package's files (mode, size, path)")
     ap.add_argument("--depends", action="store_true",
                     help="print the import -> python3-* package report and exit")
     args = ap.parse_args(argv)
@@ -704,6 +722,8 @@ def main(argv=None):
             return 1 if rep["missing"] or rep["nonstdlib"] else 0
         for path in build(args.out, args.only):
             print("%s %d bytes" % (os.path.relpath(path), os.path.getsize(path)))
+            if args.list:
+                list_package(path)
     except BuildError as e:
         print("build_ipk: %s" % e, file=sys.stderr)
         return 1
