@@ -19,8 +19,9 @@ Strategies (see docs/nat.md for the measurements):
   cascades (rule i of a node of k children: ``--every k-i --packet 0``, the last rule
   unconditional), so ~log(N) rule checks per new connection and it never falls through.
 - ``hash``: per-source stable (the same source address and port always land in the same
-  range), without marks. nft: ``jhash ip saddr . sport mod N vmap``; iptables: a binary
-  tree of ``u32`` range tests on bits 1-12 of the source port (ICMP: echo identifier).
+  range), without marks. nft: ``jhash ip saddr . sport mod N vmap``; iptables: digits of
+  the source port (ICMP: identifier) read with ``u32`` range tests in a binary tree, with
+  rejection of digits >= N (see _ipt_hash).
 
 No strategy writes the packet mark or the conntrack mark: every foreign mark bit survives
 by construction. ``mark_mask`` is validated and reserved (the bits mape-py may own).
@@ -293,35 +294,62 @@ def _ipt_rr(spec, proto, chains):
     return root
 
 
-def _u32(proto, lo, hi):
-    # transport header offset from IHL, then bits 1..12 of the source port (ICMP: identifier).
+def _u32(proto, shift, bits, lo, hi):
+    # transport header offset from IHL, then `bits` bits of the source port (ICMP:
+    # identifier) starting `shift` bits above its lowest bit.
     word = 4 if proto == "icmp" else 0
-    return '-m u32 --u32 "0>>22&0x3C@%d>>17&0x%X=%d:%d"' % (word, (1 << HASH_BITS) - 1, lo, hi)
+    return '-m u32 --u32 "0>>22&0x3C@%d>>%d&0x%X=%d:%d"' % (word, 16 + shift, (1 << bits) - 1, lo, hi)
+
+
+def hash_levels(n):
+    """(bits per digit, number of levels) of the iptables hash: digit k is bits
+    1+bits*k .. of the source port (bit 0 skipped: Linux prefers even ports for connect)."""
+    bits = max(1, (n - 1).bit_length())
+    return bits, max(1, 15 // bits)
 
 
 def _ipt_hash(spec, proto, chains):
-    """Binary tree of u32 range tests over the source-port bits (stable per source)."""
+    """Stable per source without marks: digit d = `bits` bits of the source port; d < n
+    picks range d through a binary tree of u32 range tests; d >= n (rejection) tries the
+    next digit; after the last digit, range 0. Ports from one host are often consecutive,
+    so digits are taken from the low bits, where consecutive ports differ."""
     n = len(spec.ranges)
-    buckets = hash_buckets(n)
     root = "%s_%s" % (CHAIN, proto)
+    if n == 1:
+        chains.append((root, ["-A %s -p %s -j SNAT --to-source %s" % (root, proto, _ipt_to(spec, spec.ranges[0]))]))
+        return root
+    bits, levels = hash_levels(n)
+    counter = [0]
 
-    def node(name, lo, hi):       # ranges lo..hi-1
-        rules = []
-        chains.append((name, rules))
+    def snat(i):
+        return "SNAT --to-source %s" % _ipt_to(spec, spec.ranges[i])
+
+    def tree(name, level, lo, hi, rules):
+        """Rules choosing range lo..hi-1 by the digit of ``level`` (known to be in lo..hi-1)."""
         mid = (lo + hi) // 2
         for side, (a, b) in enumerate(((lo, mid), (mid, hi))):
             if b - a == 1:
-                target = "SNAT --to-source %s" % _ipt_to(spec, spec.ranges[a])
+                target = snat(a)
             else:
-                target = "%s_%d" % (name, side)
-                node(target, a, b)
-            match = "%s " % _u32(proto, buckets[a][0], buckets[b - 1][1]) if side == 0 else ""
+                counter[0] += 1
+                target = "%s_h%d" % (root, counter[0])     # short: names are <= 28 chars
+                sub = []
+                chains.append((target, sub))
+                tree(target, level, a, b, sub)
+            match = "%s " % _u32(proto, 1 + bits * level, bits, a, b - 1) if side == 0 else ""
             rules.append("-A %s -p %s %s-j %s" % (name, proto, match, target))
 
-    if n == 1:
-        chains.append((root, ["-A %s -p %s -j SNAT --to-source %s" % (root, proto, _ipt_to(spec, spec.ranges[0]))]))
-    else:
-        node(root, 0, n)
+    for level in range(levels):
+        name = root if level == 0 else "%s_l%d" % (root, level)
+        rules = []
+        chains.append((name, rules))
+        if n < (1 << bits):
+            nxt = "%s_l%d" % (root, level + 1) if level + 1 < levels else None
+            rules.append("-A %s -p %s %s -j %s" % (name, proto, _u32(proto, 1 + bits * level, bits, n, (1 << bits) - 1),
+                                                    nxt or snat(0)))
+        tree(name, level, 0, n, rules)
+        if n == (1 << bits):
+            break
     return root
 
 

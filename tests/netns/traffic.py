@@ -1,0 +1,251 @@
+"""Traffic generators and the server for the netns tests and bench/nat.py.
+
+Run inside a namespace: `ip netns exec NS python3 traffic.py COMMAND ...`. Each client
+command prints one JSON line with its results.
+"""
+import argparse
+import errno
+import json
+import os
+import resource
+import select
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+
+def _nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def server(args):
+    """TCP: accept and hold, append each peer port to --record. UDP: echo."""
+    _nofile()
+    sel = selectors.DefaultSelector()
+    listeners = []
+    for addr in args.listen:
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((addr, args.port))
+        t.listen(4096)
+        t.setblocking(False)
+        sel.register(t, selectors.EVENT_READ, "listen")
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind((addr, args.port))
+        u.setblocking(False)
+        sel.register(u, selectors.EVENT_READ, "udp")
+        listeners += [t, u]
+    record = open(args.record, "a", buffering=1) if args.record else None
+    open(args.ready, "w").close()
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    while True:
+        for key, _ in sel.select():
+            sock, kind = key.fileobj, key.data
+            if kind == "listen":
+                while True:
+                    try:
+                        conn, peer = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    conn.setblocking(False)
+                    sel.register(conn, selectors.EVENT_READ, "conn")
+                    if record:
+                        record.write("tcp %s %d\n" % peer)
+            elif kind == "udp":
+                while True:
+                    try:
+                        data, peer = sock.recvfrom(2048)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    if record:
+                        record.write("udp %s %d\n" % peer)
+                    try:
+                        sock.sendto(data, peer)
+                    except OSError:
+                        pass
+            else:
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(sock)
+                    sock.close()
+
+
+def tcp_hold(args):
+    """Open N connections at once to one ip:port; count those established within timeout."""
+    _nofile()
+    socks = {}
+    poller = select.epoll()
+    for _ in range(args.n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        err = s.connect_ex((args.dst, args.port))
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            continue
+        socks[s.fileno()] = s
+        poller.register(s.fileno(), select.EPOLLOUT)
+    ok = 0
+    failed = args.n - len(socks)
+    deadline = time.monotonic() + args.timeout
+    pending = set(socks)
+    while pending and time.monotonic() < deadline:
+        for fd, _ in poller.poll(max(0.01, deadline - time.monotonic())):
+            if fd not in pending:
+                continue
+            pending.discard(fd)
+            poller.unregister(fd)
+            if socks[fd].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                ok += 1
+            else:
+                failed += 1
+    failed += len(pending)
+    if args.hold:
+        time.sleep(args.hold)
+    print(json.dumps({"ok": ok, "failed": failed}))
+    sys.stdout.flush()
+    for s in socks.values():
+        s.close()
+
+
+def tcp_short(args):
+    """N short connections (connect, send a byte, close) spread over destinations."""
+    _nofile()
+    dsts = args.dst.split(",")
+    ok = failed = 0
+    i = 0
+    while i < args.n:
+        batch = []
+        for j in range(min(args.parallel, args.n - i)):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex((dsts[(i + j) % len(dsts)], args.port))
+            batch.append(s)
+        i += len(batch)
+        deadline = time.monotonic() + args.timeout
+        pending = list(batch)
+        while pending and time.monotonic() < deadline:
+            _, w, _ = select.select([], pending, [], max(0.01, deadline - time.monotonic()))
+            for s in w:
+                pending.remove(s)
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    ok += 1
+                else:
+                    failed += 1
+        failed += len(pending)
+        for s in batch:
+            s.close()
+    print(json.dumps({"ok": ok, "failed": failed}))
+
+
+def udp_burst(args):
+    """N sockets each send one datagram to ip:port; count echoes."""
+    _nofile()
+    socks = []
+    for k in range(args.n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.connect((args.dst, args.port))
+        socks.append(s)
+    for _ in range(args.rounds):
+        for k, s in enumerate(socks):
+            try:
+                s.send(b"x%d" % k)
+            except OSError:
+                pass
+    got = set()
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and len(got) < args.n:
+        r, _, _ = select.select(socks, [], [], max(0.01, deadline - time.monotonic()))
+        for s in r:
+            try:
+                s.recv(100)
+                got.add(s.fileno())
+            except OSError:
+                pass
+    print(json.dumps({"ok": len(got), "failed": args.n - len(got)}))
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return (~total) & 0xFFFF
+
+
+def icmp_burst(args):
+    """N echo requests with distinct identifiers; count distinct identifiers answered."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.setblocking(False)
+    ids = [(args.first_id + k) & 0xFFFF for k in range(args.n)]
+    for _ in range(args.rounds):
+        for ident in ids:
+            hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+            payload = b"mape-py"
+            pkt = struct.pack("!BBHHH", 8, 0, _checksum(hdr + payload), ident, 1) + payload
+            s.sendto(pkt, (args.dst, 0))
+    got = set()
+    want = set(ids)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and not want <= got:
+        r, _, _ = select.select([s], [], [], max(0.01, deadline - time.monotonic()))
+        if not r:
+            continue
+        while True:
+            try:
+                data = s.recv(2048)
+            except BlockingIOError:
+                break
+            ihl = (data[0] & 0xF) * 4
+            typ, _, _, ident, _ = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+            if typ == 0 and ident in want:
+                got.add(ident)
+    print(json.dumps({"ok": len(got), "failed": len(want - got)}))
+
+
+def raw_proto(args):
+    """Send N raw packets of an IP protocol without ports (47 = GRE, 50 = ESP)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, args.proto)
+    for _ in range(args.n):
+        s.sendto(b"\0\0\x08\0" + b"x" * 20, (args.dst, 0))
+    print(json.dumps({"sent": args.n}))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("server")
+    a.add_argument("--listen", action="append", required=True)
+    a.add_argument("--port", type=int, default=80)
+    a.add_argument("--record")
+    a.add_argument("--ready", required=True)
+    a.set_defaults(fn=server)
+    for name, fn in (("tcp-hold", tcp_hold), ("tcp-short", tcp_short), ("udp-burst", udp_burst),
+                     ("icmp-burst", icmp_burst), ("raw", raw_proto)):
+        a = sub.add_parser(name)
+        a.add_argument("--dst", required=True)
+        a.add_argument("--port", type=int, default=80)
+        a.add_argument("-n", type=int, default=1)
+        a.add_argument("--timeout", type=float, default=4.0)
+        a.add_argument("--hold", type=float, default=0)
+        a.add_argument("--parallel", type=int, default=50)
+        a.add_argument("--rounds", type=int, default=2)
+        a.add_argument("--first-id", type=int, default=1000)
+        a.add_argument("--proto", type=int, default=47)
+        a.set_defaults(fn=fn)
+    args = p.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
