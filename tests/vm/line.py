@@ -1,0 +1,443 @@
+"""A simulated FLET'S line in network namespaces (runs INSIDE the VM, as root, stdlib only).
+
+    ngn  (NTT NGN: radvd announces the /64, ISC dhcpd -6 delegates a /56; routes the
+          customer prefix to the router and the BR address to the BR)
+     |  veth ngn-rt <-> eth1
+    rt   (the router: mape-py daemon --platform linux; lan 192.168.1.1/24)
+     |  veth lan <-> eth0
+    lan  (a LAN client, 192.168.1.100)
+
+    ngn  veth ngn-br <-> br-ngn
+    br   (the provider's BR 2404:9200:225:100::64: ip6tnl ip4ip6 to the ONE CE address
+          the provider computes, nft counters that accept only valid packets)
+     |  veth br-inet <-> inet-br
+    inet (an IPv4 internet host 203.0.113.80 serving HTTP on :80 and :8080)
+
+All addresses live in namespaces this harness makes inside the VM; nothing leaves it.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+SRC = os.path.join(TOP, "src")
+WORK = "/tmp/mape-vm"
+
+NS = ("ngn", "rt", "lan", "br", "inet")
+BR_ADDR = "2404:9200:225:100::64"
+NGN_BR_ADDR = "2404:9200:225:100::1"
+NGN_LINK = "fd00:ffff::1/64"            # ngn's own address on the customer link (dhcpd needs one)
+INET_ADDR = "203.0.113.80"
+BR_INET_ADDR = "203.0.113.1"
+LAN_ROUTER = "192.168.1.1"
+LAN_CLIENT = "192.168.1.100"
+TUNNEL_BR = "brtun"
+WAN_DEV = "eth1"
+STATUS = "/run/mape-py/status.json"
+
+
+def log(msg):
+    sys.stderr.write("[%7.1f] %s\n" % (time.time() - T0, msg))
+    sys.stderr.flush()
+
+
+T0 = time.time()
+
+
+def sh(*argv, **kw):
+    """Run a command; raise with its stderr on failure (unless check=False)."""
+    check = kw.pop("check", True)
+    inp = kw.pop("input", None)
+    timeout = kw.pop("timeout", 60)
+    p = subprocess.run(list(argv), input=inp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s -> %d: %s" % (" ".join(argv), p.returncode, (p.stderr or p.stdout).strip()[:400]))
+    return p.stdout
+
+
+def nsx(ns, *argv, **kw):
+    return sh("ip", "netns", "exec", ns, *argv, **kw)
+
+
+def wait_for(what, fn, timeout=60.0, interval=0.25):
+    """Poll fn() until it returns something truthy; returns it, or raises after timeout."""
+    end = time.time() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.time() > end:
+            raise TimeoutError("gave up waiting for %s after %.0f s" % (what, timeout))
+        time.sleep(interval)
+
+
+class Line:
+    def __init__(self):
+        self.procs = {}
+        self.br_expect = None
+
+    # -- topology --------------------------------------------------------------------
+    def build(self):
+        self.teardown()
+        os.makedirs(WORK, exist_ok=True)
+        for ns in NS:
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        for a, an, b, bn in (("ngn-rt", "ngn", WAN_DEV, "rt"), ("lan", "rt", "eth0", "lan"),
+                             ("ngn-br", "ngn", "br-ngn", "br"), ("br-inet", "br", "inet-br", "inet")):
+            sh("ip", "link", "add", a, "netns", an, "type", "veth", "peer", "name", b, "netns", bn)
+        for ns in ("ngn", "rt", "br"):
+            nsx(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        for ns in ("rt", "br"):
+            nsx(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        nsx("rt", "sysctl", "-qw", "net.ipv6.conf.%s.accept_ra=2" % WAN_DEV)
+        nsx("rt", "sysctl", "-qw", "net.ipv6.conf.%s.autoconf=1" % WAN_DEV)
+        # ngn
+        sh("ip", "-n", "ngn", "addr", "add", NGN_LINK, "dev", "ngn-rt")
+        sh("ip", "-n", "ngn", "addr", "add", NGN_BR_ADDR + "/64", "dev", "ngn-br", "nodad")
+        # br
+        sh("ip", "-n", "br", "addr", "add", BR_ADDR + "/64", "dev", "br-ngn", "nodad")
+        sh("ip", "-n", "br", "addr", "add", BR_INET_ADDR + "/24", "dev", "br-inet")
+        # inet
+        sh("ip", "-n", "inet", "addr", "add", INET_ADDR + "/24", "dev", "inet-br")
+        # rt + lan
+        sh("ip", "-n", "rt", "addr", "add", LAN_ROUTER + "/24", "dev", "lan")
+        sh("ip", "-n", "lan", "addr", "add", LAN_CLIENT + "/24", "dev", "eth0")
+        for ns, dev in (("ngn", "ngn-rt"), ("ngn", "ngn-br"), ("br", "br-ngn"), ("br", "br-inet"),
+                        ("inet", "inet-br"), ("rt", "lan"), ("lan", "eth0")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", "br", "-6", "route", "add", "default", "via", NGN_BR_ADDR, "dev", "br-ngn")
+        sh("ip", "-n", "inet", "route", "add", "default", "via", BR_INET_ADDR)
+        sh("ip", "-n", "lan", "route", "add", "default", "via", LAN_ROUTER)
+        self.start("http", "inet", [sys.executable, os.path.join(HERE, "line.py"), "serve"])
+        wait_for("the HTTP server", lambda: "LISTEN" in nsx("inet", "ss", "-Htln", "sport = :8080", check=False)
+                 or nsx("inet", "ss", "-Htln", "sport = :8080", check=False).strip())
+
+    def link_up(self):
+        """Bring the router's wan up last, as a real router boots with the line already there."""
+        sh("ip", "-n", "rt", "link", "set", WAN_DEV, "up")
+
+    def teardown(self):
+        for name in list(self.procs):
+            self.stop(name)
+        for ns in NS:
+            if os.path.exists("/run/netns/" + ns):
+                for pid in sh("ip", "netns", "pids", ns, check=False).split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (OSError, ValueError):
+                        pass
+                sh("ip", "netns", "del", ns, check=False)
+        for path in (WORK, "/run/mape-py", "/var/lib/dhcpcd"):
+            shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(WORK, exist_ok=True)
+
+    # -- processes -------------------------------------------------------------------
+    def start(self, name, ns, argv, env=None):
+        out = open(os.path.join(WORK, name + ".log"), "ab")
+        full = ["ip", "netns", "exec", ns] + argv
+        e = dict(os.environ)
+        e.update(env or {})
+        self.procs[name] = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, env=e,
+                                            start_new_session=True)
+        return self.procs[name]
+
+    def stop(self, name, sig=signal.SIGTERM, wait=10):
+        p = self.procs.pop(name, None)
+        if p is None:
+            return None
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except OSError:
+                pass
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        return p.returncode
+
+    def logtail(self, name, n=30):
+        try:
+            with open(os.path.join(WORK, name + ".log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    # -- the line: RA /64 or DHCPv6-PD /56 -----------------------------------------------
+    def announce_ra(self, prefix64, deprecated=()):
+        """radvd on ngn-rt announcing ``prefix64`` (SLAAC) and, with zero lifetimes, the
+        ``deprecated`` ones (what a line does when it takes a prefix back)."""
+        blocks = ["  prefix %s {\n    AdvOnLink on; AdvAutonomous on;\n"
+                  "    AdvValidLifetime 14400; AdvPreferredLifetime 14400;\n  };\n" % prefix64]
+        for old in deprecated:
+            blocks.append("  prefix %s {\n    AdvOnLink on; AdvAutonomous on;\n"
+                          "    AdvValidLifetime 0; AdvPreferredLifetime 0;\n  };\n" % old)
+        self._radvd("".join(blocks), managed=False)
+        sh("ip", "-n", "ngn", "-6", "route", "replace", self._eu56(prefix64), "dev", "ngn-rt")
+
+    def _eu56(self, prefix):
+        import ipaddress
+        return str(ipaddress.IPv6Network(prefix.split("/")[0] + "/56", strict=False))
+
+    def _radvd(self, prefixes, managed):
+        self.stop("radvd")
+        conf = os.path.join(WORK, "radvd.conf")
+        with open(conf, "w") as f:
+            f.write("interface ngn-rt {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n"
+                    "  AdvManagedFlag %s;\n  AdvOtherConfigFlag %s;\n%s};\n"
+                    % ("on" if managed else "off", "on" if managed else "off", prefixes))
+        self.start("radvd", "ngn", ["radvd", "-n", "-C", conf, "-p", os.path.join(WORK, "radvd.pid"),
+                                    "-u", "root", "-m", "stderr"])
+
+    def delegate_pd(self, prefix56):
+        """RA with M/O flags and no prefix (link-local only wan, as on FLET'S Cross), ISC dhcpd
+        delegating ``prefix56``, and dhcpcd on the router asking for it."""
+        self._radvd("", managed=True)
+        conf = os.path.join(WORK, "dhcpd6.conf")
+        net = prefix56.split("/")[0]
+        with open(conf, "w") as f:
+            f.write("default-lease-time 3600;\nmax-lease-time 7200;\n"
+                    "subnet6 fd00:ffff::/64 {\n  prefix6 %s %s /56;\n}\n" % (net, net))
+        leases = os.path.join(WORK, "dhcpd6.leases")
+        open(leases, "w").close()
+        self.start("dhcpd", "ngn", ["dhcpd", "-6", "-f", "-cf", conf, "-lf", leases,
+                                    "-pf", os.path.join(WORK, "dhcpd6.pid"), "ngn-rt"])
+        cconf = os.path.join(WORK, "dhcpcd.conf")
+        with open(cconf, "w") as f:
+            f.write("ipv6only\nnoipv6rs\nduid\nnohook resolv.conf, hostname, ntp\n"
+                    "interface %s\n  ia_pd 1 lan/0/64\n" % WAN_DEV)
+        self.start("dhcpcd", "rt", ["dhcpcd", "-f", cconf, "-B", WAN_DEV])
+        rt_ll = wait_for("the router's link-local address", lambda: self._ll("rt", WAN_DEV))
+        sh("ip", "-n", "ngn", "-6", "route", "replace", prefix56, "via", rt_ll, "dev", "ngn-rt")
+
+    def _ll(self, ns, dev):
+        for a in json.loads(sh("ip", "-n", ns, "-json", "-6", "addr", "show", "dev", dev)):
+            for ai in a.get("addr_info", []):
+                if ai.get("scope") == "link" and "tentative" not in ai:
+                    return ai["local"]
+        return None
+
+    # -- the BR -------------------------------------------------------------------------
+    def br_configure(self, exp):
+        """Make the BR accept exactly ``exp`` (from expect.expect): one ip4ip6 tunnel to the
+        CE the provider computes, and nft rules that count and drop everything else."""
+        self.br_expect = exp
+        sh("ip", "-n", "br", "link", "del", TUNNEL_BR, check=False)
+        sh("ip", "-n", "br", "-6", "tunnel", "add", TUNNEL_BR, "mode", "ip4ip6", "local", BR_ADDR,
+           "remote", exp["ce"], "dev", "br-ngn", "encaplimit", "none")
+        sh("ip", "-n", "br", "link", "set", TUNNEL_BR, "mtu", "1460", "up")
+        sh("ip", "-n", "br", "route", "replace", exp["ipv4"] + "/32", "dev", TUNNEL_BR)
+        ports = ", ".join("%d-%d" % p for p in exp["ports"])
+        ruleset = """
+table inet brcheck
+delete table inet brcheck
+table inet brcheck {
+  counter outer_ok {}
+  counter outer_bad_src {}
+  counter outer_encaplimit {}
+  counter inner_ok {}
+  counter inner_bad_src {}
+  counter inner_bad_port {}
+  counter inner_icmp {}
+  counter down_ok {}
+  counter down_bad {}
+  set ports { type inet_service; flags interval; elements = { %(ports)s } }
+  chain pre {
+    type filter hook prerouting priority -300; policy accept;
+    meta nfproto ipv6 ip6 daddr %(br)s exthdr dst exists counter name outer_encaplimit drop
+    meta nfproto ipv6 ip6 daddr %(br)s meta l4proto 4 ip6 saddr %(ce)s counter name outer_ok accept
+    meta nfproto ipv6 ip6 daddr %(br)s meta l4proto 4 counter name outer_bad_src drop
+    iifname "%(tun)s" ip saddr != %(v4)s counter name inner_bad_src drop
+    iifname "%(tun)s" meta l4proto { tcp, udp } th sport != @ports counter name inner_bad_port drop
+    iifname "%(tun)s" meta l4proto icmp counter name inner_icmp accept
+    iifname "%(tun)s" counter name inner_ok accept
+  }
+  chain down {
+    type filter hook forward priority 0; policy accept;
+    oifname "%(tun)s" meta l4proto { tcp, udp } th dport @ports counter name down_ok accept
+    oifname "%(tun)s" meta l4proto icmp accept
+    oifname "%(tun)s" counter name down_bad drop
+  }
+}
+""" % {"ports": ports, "br": BR_ADDR, "ce": exp["ce"], "v4": exp["ipv4"], "tun": TUNNEL_BR}
+        nsx("br", "nft", "-f", "-", input=ruleset)
+
+    def br_counters(self, reset=False):
+        out = json.loads(nsx("br", "nft", "-j", "list", "counters", "table", "inet", "brcheck"))
+        counts = {}
+        for item in out.get("nftables", []):
+            c = item.get("counter")
+            if c:
+                counts[c["name"]] = c["packets"]
+        if reset:
+            nsx("br", "nft", "reset", "counters", "table", "inet", "brcheck")
+        return counts
+
+    # -- the router ----------------------------------------------------------------------
+    def start_daemon(self, argv):
+        return self.start("daemon", "rt", argv, env={"PYTHONPATH": SRC, "PYTHONDONTWRITEBYTECODE": "1"})
+
+    def status(self):
+        try:
+            with open(STATUS) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def router_snapshot(self):
+        """Everything on the router a MAP-E client could touch (minus counters/lifetimes)."""
+        import re
+        snap = {}
+        snap["links"] = sorted(l["ifname"] for l in json.loads(sh("ip", "-n", "rt", "-json", "link")))
+        addrs = []
+        for l in json.loads(sh("ip", "-n", "rt", "-json", "addr")):
+            for a in l.get("addr_info", []):
+                if a.get("scope") == "link":
+                    continue
+                addrs.append("%s %s/%s" % (l["ifname"], a["local"], a["prefixlen"]))
+        snap["addrs"] = sorted(addrs)
+        snap["routes4"] = sorted(sh("ip", "-n", "rt", "-4", "route", "show", "table", "all").splitlines())
+        snap["routes6"] = sorted(re.sub(r" expires \d+sec", "", r)
+                                 for r in sh("ip", "-n", "rt", "-6", "route", "show", "table", "all").splitlines()
+                                 if " proto ra " not in r or r.startswith("default"))
+        snap["rules"] = sh("ip", "-n", "rt", "rule").splitlines() + sh("ip", "-n", "rt", "-6", "rule").splitlines()
+        # rules only: iptables-nft leaves empty built-in tables/chains behind once used,
+        # which change nothing (policy accept, no rule)
+        snap["nft"] = [l.strip() for l in nsx("rt", "nft", "list", "ruleset").splitlines()
+                       if l.strip() and not re.match(r"(table |chain |type |policy |}|$)", l.strip())]
+        snap["iptables"] = [l for l in nsx("rt", "iptables-save", check=False).splitlines()
+                            if l.startswith("-") or re.match(r":\S+ - ", l)]
+        snap["sysctl_fwd"] = nsx("rt", "sysctl", "-n", "net.ipv4.ip_forward").strip()
+        return snap
+
+    def tunnels(self):
+        """ip6tnl devices on the router as [{ifname, local, remote}]."""
+        out = []
+        for l in json.loads(sh("ip", "-n", "rt", "-d", "-json", "link")):
+            info = l.get("linkinfo", {})
+            if info.get("info_kind") == "ip6tnl" and l["ifname"] != "ip6tnl0":
+                d = info.get("info_data", {})
+                out.append({"ifname": l["ifname"], "local": d.get("local"), "remote": d.get("remote"),
+                            "mtu": l.get("mtu"), "up": "UP" in l.get("flags", [])})
+        return out
+
+    def router_addrs(self, dev, family="inet6", settled=True):
+        """Addresses on a router device ("inet" or "inet6"; settled: not tentative)."""
+        try:
+            data = json.loads(sh("ip", "-n", "rt", "-json", "addr", "show", "dev", dev))
+        except RuntimeError:
+            return []
+        return ["%s/%s" % (a["local"], a["prefixlen"]) for l in data for a in l.get("addr_info", [])
+                if a.get("family") == family and not (settled and a.get("tentative"))]
+
+    # -- the LAN client -----------------------------------------------------------------
+    def fetch(self, url="http://%s/" % INET_ADDR, timeout=3):
+        """One HTTP GET from the LAN client: the server's JSON (what source it saw), or None."""
+        p = subprocess.run(["ip", "netns", "exec", "lan", "curl", "-s", "-m", str(timeout), url],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+        if p.returncode != 0:
+            return None
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            return None
+
+    def many(self, count, port=8080, hold=4.0, timeout=60):
+        """``count`` connections open at once from the LAN (the server holds each for ``hold``
+        seconds); returns the list of per-connection results."""
+        out = nsx("lan", sys.executable, os.path.join(HERE, "line.py"), "many", str(count), str(port), str(hold),
+                  timeout=timeout + 30)
+        return json.loads(out)
+
+
+# -- small programs run inside the namespaces --------------------------------------------
+def serve():
+    """The internet host: GET /?hold=S answers {"ip", "port", "path"} after S seconds."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            hold = 0.0
+            if "hold=" in self.path:
+                try:
+                    hold = float(self.path.split("hold=")[1].split("&")[0])
+                except ValueError:
+                    pass
+            if hold:
+                time.sleep(min(hold, 30))
+            body = json.dumps({"ip": self.client_address[0], "port": self.client_address[1],
+                               "text": "hello over IPv4 through MAP-E"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    class S(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 1024
+
+    servers = [S((INET_ADDR, port), H) for port in (80, 8080, 8081)]
+    for s in servers[1:]:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
+def many(count, port, hold):
+    """Open ``count`` connections at once, each GET /?hold=..; print the results as JSON."""
+    import socket
+    import threading
+
+    results = [None] * count
+    start = threading.Barrier(count)
+
+    def one(i):
+        try:
+            start.wait(30)
+        except threading.BrokenBarrierError:
+            pass
+        s = socket.socket()
+        s.settimeout(20 + hold)
+        try:
+            s.connect((INET_ADDR, port))
+            s.sendall(("GET /?hold=%s HTTP/1.0\r\nHost: x\r\n\r\n" % hold).encode())
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            body = data.split(b"\r\n\r\n", 1)[1]
+            results[i] = json.loads(body.decode())
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            results[i] = {"error": "%s: %s" % (type(e).__name__, e)}
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve()
+    elif sys.argv[1] == "many":
+        many(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
