@@ -1,0 +1,798 @@
+'use strict';
+'require view';
+'require dom';
+'require poll';
+'require rpc';
+'require ui';
+'require form';
+
+/*
+ * Services -> MAP-E: live status, port-set usage, settings and a calculator.
+ *
+ * Stays within the LuCI client API shared by OpenWrt 21.02 and 23.05+:
+ * view.extend, rpc.declare, poll.add, dom.content, ui.addNotification,
+ * ui.createHandlerFn, form.Map/NamedSection/TypedSection and E()/_().
+ * The status document is described in docs/status.md of mape-py.
+ */
+
+var callStatus = rpc.declare({ object: 'mape', method: 'status' });
+var callCalc = rpc.declare({ object: 'mape', method: 'calc', params: [ 'prefix' ] });
+var callRecompute = rpc.declare({ object: 'mape', method: 'recompute' });
+
+var COLOURS = { green: '#2e7d32', amber: '#e68a00', red: '#c62828', grey: '#757575' };
+
+/* Firewall strategies and backends offered in the settings (values of /etc/config/mape). */
+var BACKENDS = [
+	[ 'auto', _('Automatic (nftables with fw4, iptables with fw3)') ],
+	[ 'iptables', _('iptables (fw3)') ],
+	[ 'nftables', _('nftables (fw4)') ],
+	[ 'off', _('Off: mape-py installs no NAT rules') ]
+];
+
+/* Fetch the status document; never rejects. */
+function fetchStatus() {
+	return callStatus().then(function(res) {
+		if (L.isObject(res))
+			return res;
+		return { __unreachable: true, __code: res };
+	}, function(err) {
+		return { __unreachable: true, __message: (err && err.message) ? err.message : String(err) };
+	});
+}
+
+function pad2(n) { return (n < 10 ? '0' : '') + n; }
+
+function fmtTime(ts) {
+	if (!ts)
+		return '-';
+	var d = new Date(ts * 1000);
+	return '%d-%s-%s %s:%s:%s'.format(d.getFullYear(), pad2(d.getMonth() + 1), pad2(d.getDate()),
+		pad2(d.getHours()), pad2(d.getMinutes()), pad2(d.getSeconds()));
+}
+
+function fmtRange(r) {
+	return (r[0] == r[1]) ? String(r[0]) : '%d\u2013%d'.format(r[0], r[1]);
+}
+
+function isJapanese() {
+	return /^ja/.test(String(L.env.lang || ''));
+}
+
+function providerName(m) {
+	if (!m)
+		return null;
+	if (isJapanese() && m.provider_name_ja)
+		return m.provider_name_ja;
+	return m.provider_name || m.provider || null;
+}
+
+/* A coloured dot plus words: colour is never the only carrier of meaning. */
+function badge(colour, label) {
+	return E('span', { 'class': 'mape-badge', 'data-health': colour }, [
+		E('span', {
+			'class': 'mape-dot',
+			'style': 'display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.4em;vertical-align:middle;background-color:' + COLOURS[colour]
+		}),
+		E('strong', { 'style': 'color:' + COLOURS[colour] }, [ label ])
+	]);
+}
+
+function stateInfo(st) {
+	var m = st.mapping || {};
+	switch (st.state) {
+	case 'ok':
+		return [ 'green', _('MAP-E is working'),
+			(m.ipv4 && m.port_count) ? _('IPv4 %s with %d ports').format(m.ipv4, m.port_count) : null ];
+	case 'applying':
+		return [ 'amber', _('Applying the MAP-E configuration'), null ];
+	case 'waiting-for-wan6':
+		return [ 'amber', _('Waiting for the IPv6 uplink'), _('No IPv6 prefix on the wan6 interface yet.') ];
+	case 'unsupported-prefix':
+		return [ 'red', _('No MAP-E rule for this IPv6 prefix'),
+			_('The line\'s IPv6 prefix belongs to no known MAP-E provider. If your provider is not listed, enter its rule under "Custom MAP rule".') ];
+	case 'error':
+		return [ 'red', _('MAP-E failed'), null ];
+	case 'disabled':
+		return [ 'grey', _('Disabled in the settings'), null ];
+	case 'stopped':
+		return [ 'red', _('The mape-py service is not running'), null ];
+	default:
+		return [ 'grey', _('Unknown state "%s"').format(st.state || '?'), null ];
+	}
+}
+
+function wan6Info(w) {
+	if (!L.isObject(w))
+		return [ 'grey', _('Unknown'), null ];
+	if (!w.up)
+		return [ 'red', _('Down'), _('Interface %s is not up.').format(w.interface || 'wan6') ];
+	if (!w.prefix)
+		return [ 'amber', _('Up, no prefix'), _('Interface %s is up but has no delegated or routed IPv6 prefix.').format(w.interface || 'wan6') ];
+	return [ 'green', _('Up'), '%s (%s)'.format(w.prefix, w.device || w.interface || '?') ];
+}
+
+function tunnelInfo(t) {
+	if (!L.isObject(t))
+		return [ 'grey', _('Unknown'), null ];
+	if (!t.up)
+		return [ 'red', _('Down'), _('Tunnel interface %s is not up.').format(t.interface || 'wan') ];
+	return [ 'green', _('Up'), [ t.device, t.ipv4 ].filter(function(x) { return x; }).join(', ') ];
+}
+
+function firewallInfo(f) {
+	if (!L.isObject(f))
+		return [ 'grey', _('Unknown'), null ];
+	var detail = [ f.backend, f.strategy, f.detail ].filter(function(x) { return x; }).join(', ');
+	switch (f.health) {
+	case 'present':
+	case 'ok':
+		return [ 'green', _('NAT rules in place'), detail ];
+	case 'off':
+	case 'disabled':
+		return [ 'amber', _('NAT rules switched off in the settings'), detail ];
+	case 'missing':
+	case 'absent':
+		return [ 'red', _('NAT rules missing'), detail ];
+	case 'partial':
+	case 'duplicate':
+	case 'broken':
+		return [ 'red', _('NAT rules damaged'), detail ];
+	default:
+		return [ 'amber', _('NAT rules: %s').format(f.health || '?'), detail ];
+	}
+}
+
+/* Warning codes are stable identifiers; messages from the daemon are English. */
+function warningText(w) {
+	switch (w.code) {
+	case 'offload-enabled':
+		return _('Flow offloading is on: offloaded connections bypass the port-set NAT and can leak ports that are not yours. Turn off software and hardware flow offloading in Network \u2192 Firewall.');
+	case 'hw-acceleration':
+	case 'hnat-enabled':
+		return _('Hardware NAT acceleration is on: accelerated connections can bypass the MAP-E tunnel and the port-set NAT. Turn it off, or use a firmware whose accelerator supports MAP-E.');
+	case 'pd-not-subnet-0':
+		return _('The delegated /60 is not the first /60 of your /56: the MAP-E address lies outside it. The home gateway probably holds the /56 and may already run MAP-E itself.');
+	case 'pd-behind-gateway':
+		return _('This router got a sub-prefix from a home gateway; the mapping is still complete.');
+	case 'subnet-not-0':
+		return _('The /64 is not subnet 0 of your prefix: the MAP-E address uses subnet 0, as the provider\'s calculator does.');
+	case 'low-confidence-rule':
+		return _('The MAP rule for this prefix comes from data of unstated origin: check the result.');
+	case 'unsupported-prefix':
+		return _('No MAP-E rule covers this IPv6 prefix.');
+	default:
+		return w.message || w.code || '?';
+	}
+}
+
+function allWarnings(st) {
+	var seen = {}, out = [];
+	var lists = [ st.warnings, (st.mapping || {}).warnings ];
+	for (var i = 0; i < lists.length; i++) {
+		if (!Array.isArray(lists[i]))
+			continue;
+		for (var j = 0; j < lists[i].length; j++) {
+			var w = lists[i][j];
+			if (!L.isObject(w) || seen[w.code])
+				continue;
+			seen[w.code] = true;
+			out.push(w);
+		}
+	}
+	return out;
+}
+
+function eventText(ev) {
+	switch (ev) {
+	case 'prefix-changed': return _('Prefix changed');
+	case 'applied': return _('Configuration applied');
+	case 'started': return _('Service started');
+	case 'recompute': return _('Recomputed on request');
+	case 'error': return _('Error');
+	default: return ev || '?';
+	}
+}
+
+function kvTable(rows) {
+	return E('table', { 'class': 'table mape-kv' }, rows.filter(function(r) { return r[1] != null; }).map(function(r) {
+		return E('tr', { 'class': 'tr', 'data-key': r[2] || '' }, [
+			E('td', { 'class': 'td left', 'style': 'width:33%' }, [ r[0] ]),
+			E('td', { 'class': 'td left' }, [ r[1] ])
+		]);
+	}));
+}
+
+function usageColour(pct) {
+	return (pct >= 100) ? COLOURS.red : (pct >= 75) ? COLOURS.amber : COLOURS.green;
+}
+
+function bar(used, size, title) {
+	var pct = size > 0 ? Math.min(100, Math.round(used * 100 / size)) : 0;
+	return E('div', { 'class': 'cbi-progressbar mape-bar', 'title': title, 'data-used': used, 'data-size': size }, [
+		E('div', { 'style': 'width:%d%%;background-color:%s'.format(pct, usageColour(pct)) })
+	]);
+}
+
+function renderBanner(st) {
+	if (st.__unreachable) {
+		var why = st.__message || (st.__code != null ? _('ubus error %d').format(st.__code) : '?');
+		return E('div', { 'class': 'alert-message error mape-down' }, [
+			E('strong', {}, [ _('Cannot read the MAP-E status.') ]), ' ',
+			_('The ubus object "mape" did not answer (%s). Is the mape-py package installed and rpcd restarted?').format(why)
+		]);
+	}
+	if (st.running === false || st.state == 'stopped') {
+		return E('div', { 'class': 'alert-message error mape-down' }, [
+			E('strong', {}, [ _('The mape-py service is not running.') ]), ' ',
+			_('IPv4 over MAP-E is not maintained. Start it with "/etc/init.d/mape start" and check the system log ("logread -e mape").'),
+			st.updated ? E('div', {}, [ _('The values below are the last known ones, from %s.').format(fmtTime(st.updated)) ]) : ''
+		]);
+	}
+	return '';
+}
+
+function renderStatus(st) {
+	if (st.__unreachable)
+		return [ renderBanner(st) ];
+
+	var m = st.mapping || {};
+	var rows = [];
+	var health = [
+		[ _('MAP-E'), stateInfo(st), 'state' ],
+		[ _('IPv6 uplink'), wan6Info(st.wan6), 'wan6' ],
+		[ _('Tunnel'), tunnelInfo(st.tunnel), 'tunnel' ],
+		[ _('Firewall'), firewallInfo(st.firewall), 'firewall' ]
+	];
+
+	var stale = (st.running === false || st.state == 'stopped');
+	var healthTable = E('table', { 'class': 'table mape-health' }, health.map(function(h) {
+		var info = h[1], detail = info[2] ? [ info[2] ] : [], colour = info[0], label = info[1];
+		if (h[2] == 'state' && st.state_reason && st.state != 'ok' && !stale)
+			detail = detail.concat(detail.length ? [ E('br') ] : [], [ E('small', {}, [ st.state_reason ]) ]);
+		if (stale && h[2] != 'state') {
+			/* the daemon is gone: these are the last values it wrote, not the present */
+			colour = 'grey';
+			label = _('%s (last known)').format(label);
+		}
+		return E('tr', { 'class': 'tr', 'data-row': h[2] }, [
+			E('td', { 'class': 'td left', 'style': 'width:33%' }, [ E('strong', {}, [ h[0] ]) ]),
+			E('td', { 'class': 'td left' }, [ badge(colour, label),
+				detail.length ? E('div', { 'class': 'mape-detail' }, detail) : '' ])
+		]);
+	}));
+
+	rows.push([ _('Provider'), providerName(m), 'provider' ]);
+	if (m.ipv4)
+		rows.push([ _('Shared IPv4 address'), (m.psid_len > 0)
+			? _('%s (shared by %d customers)').format(m.ipv4, Math.pow(2, m.psid_len)) : m.ipv4, 'ipv4' ]);
+	if (m.psid != null)
+		rows.push([ _('PSID'), _('%d (length %d, offset %d)').format(m.psid, m.psid_len, m.psid_offset), 'psid' ]);
+	if (m.port_count != null)
+		rows.push([ _('Ports'), _('%d ports in %d sets').format(m.port_count, (m.port_sets || []).length), 'ports' ]);
+	rows.push([ _('CE address'), m.ce || null, 'ce' ]);
+	rows.push([ _('BR address'), m.br || null, 'br' ]);
+	rows.push([ _('IPv6 prefix'), (st.wan6 || {}).prefix || m.end_user_prefix || null, 'prefix' ]);
+	rows.push([ _('Last update'), st.updated ? fmtTime(st.updated) : null, 'updated' ]);
+
+	var out = [ renderBanner(st), healthTable, kvTable(rows) ];
+
+	var warnings = allWarnings(st).filter(function(w) {
+		return !(w.code == 'unsupported-prefix' && st.state == 'unsupported-prefix');
+	});
+	if (warnings.length)
+		out.push(E('div', { 'class': 'mape-warnings' }, warnings.map(function(w) {
+			return E('div', { 'class': 'alert-message warning', 'data-code': w.code || '' }, [
+				E('strong', {}, [ _('Warning') + ': ' ]), warningText(w)
+			]);
+		})));
+
+	if (L.isObject(st.last_error) && st.last_error.message)
+		out.push(E('div', { 'class': 'alert-message error mape-last-error' }, [
+			E('strong', {}, [ _('Last error') + ' (' + fmtTime(st.last_error.time) + '): ' ]),
+			st.last_error.message
+		]));
+
+	if (Array.isArray(st.history) && st.history.length) {
+		out.push(E('h4', {}, [ _('Recent changes') ]));
+		out.push(E('table', { 'class': 'table mape-history' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, [ _('Time') ]),
+				E('th', { 'class': 'th' }, [ _('Event') ]),
+				E('th', { 'class': 'th' }, [ _('IPv6 prefix') ]),
+				E('th', { 'class': 'th' }, [ _('IPv4 address') ])
+			])
+		].concat(st.history.slice(-10).reverse().map(function(h) {
+			return E('tr', { 'class': 'tr' }, [
+				E('td', { 'class': 'td' }, [ fmtTime(h.time) ]),
+				E('td', { 'class': 'td' }, [ eventText(h.event) ]),
+				E('td', { 'class': 'td' }, [ h.prefix || '-' ]),
+				E('td', { 'class': 'td' }, [ h.ipv4 || '-' ])
+			]);
+		}))));
+	}
+
+	return out;
+}
+
+function renderPorts(st) {
+	if (st.__unreachable)
+		return [ E('p', { 'class': 'mape-noports' }, [ _('No port information without the status service.') ]) ];
+
+	var m = st.mapping || {}, p = L.isObject(st.ports) ? st.ports : null;
+	var sets = (p && Array.isArray(p.sets)) ? p.sets : (m.port_sets || []).map(function(r) {
+		return { first: r[0], last: r[1], used: null };
+	});
+
+	if (!sets.length)
+		return [ E('p', { 'class': 'mape-noports' }, [ _('No port sets yet: MAP-E has not been set up.') ]) ];
+
+	var known = sets.every(function(s) { return s.used != null; });
+	var inUse = sets.filter(function(s) { return s.used > 0; }).length;
+	var capacity = (p && p.capacity) ? p.capacity : sets.reduce(function(a, s) { return a + s.last - s.first + 1; }, 0);
+	var used = (p && p.used != null) ? p.used : sets.reduce(function(a, s) { return a + (s.used || 0); }, 0);
+	var out = [];
+
+	if (known) {
+		var all = (inUse == sets.length);
+		out.push(E('p', { 'class': 'mape-ports-summary' }, [
+			badge(all ? 'green' : (inUse ? 'amber' : 'grey'),
+				all ? _('All %d port sets in use').format(sets.length)
+				    : _('%d of %d port sets in use').format(inUse, sets.length)),
+			' \u00a0 ',
+			_('%d of %d ports in use (%d%%)').format(used, capacity, capacity ? Math.round(used * 100 / capacity) : 0)
+		]));
+
+		/* one block per set, coloured when the set carries connections: a row without
+		 * grey gaps shows at a glance that every set is in use */
+		out.push(E('div', { 'class': 'mape-strip', 'style': 'display:flex;gap:3px;margin:.5em 0 1em 0' }, sets.map(function(s) {
+			var size = s.last - s.first + 1, pct = Math.min(100, Math.round(s.used * 100 / size));
+			return E('div', {
+				'class': 'mape-strip-cell',
+				'data-used': s.used,
+				'title': '%s: %d / %d'.format(fmtRange([ s.first, s.last ]), s.used, size),
+				'style': 'flex:1;min-width:4px;height:1.4em;border-radius:2px;background-color:%s'.format(
+					s.used > 0 ? usageColour(pct) : '#d0d0d0')
+			});
+		})));
+	}
+	else {
+		out.push(E('p', { 'class': 'mape-ports-summary' }, [
+			_('%d ports in %d sets; usage is not known yet.').format(capacity, sets.length)
+		]));
+		out.push(E('p', { 'class': 'mape-ranges' }, [
+			sets.map(function(s) { return fmtRange([ s.first, s.last ]); }).join(', ')
+		]));
+		return out;
+	}
+
+	out.push(E('table', { 'class': 'table mape-sets' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, [ _('Port range') ]),
+			E('th', { 'class': 'th' }, [ _('Connections') ]),
+			E('th', { 'class': 'th', 'style': 'width:50%' }, [ _('Usage') ])
+		])
+	].concat(sets.map(function(s) {
+		var size = s.last - s.first + 1;
+		return E('tr', { 'class': 'tr mape-set' }, [
+			E('td', { 'class': 'td' }, [ fmtRange([ s.first, s.last ]) ]),
+			E('td', { 'class': 'td' }, [ '%d / %d'.format(s.used, size) ]),
+			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size)) ])
+		]);
+	}))));
+
+	if (p && Array.isArray(p.top_hosts) && p.top_hosts.length) {
+		var top = p.top_hosts[0].count || 1;
+		out.push(E('h4', {}, [ _('Busiest LAN hosts') ]));
+		out.push(E('table', { 'class': 'table mape-hosts' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, [ _('Host') ]),
+				E('th', { 'class': 'th' }, [ _('Connections') ]),
+				E('th', { 'class': 'th', 'style': 'width:50%' }, [ _('Share of the ports') ])
+			])
+		].concat(p.top_hosts.map(function(h) {
+			return E('tr', { 'class': 'tr mape-host' }, [
+				E('td', { 'class': 'td' }, [ h.host ]),
+				E('td', { 'class': 'td' }, [ String(h.count) ]),
+				E('td', { 'class': 'td' }, [ bar(h.count, capacity, '%d / %d'.format(h.count, capacity)) ])
+			]);
+		}))));
+	}
+
+	if (p && Array.isArray(p.kept_out) && p.kept_out.length) {
+		out.push(E('h4', {}, [ _('Ports kept out of NAT') ]));
+		out.push(E('p', { 'class': 'mape-kept-out' }, [
+			p.kept_out.map(fmtRange).join(', '), E('br'),
+			E('small', {}, [ _('These ports are never used as source ports for LAN connections, so they stay free for port forwards and services on the router.') ])
+		]));
+	}
+
+	return out;
+}
+
+function renderCalcResult(res) {
+	if (!L.isObject(res))
+		return E('div', { 'class': 'alert-message error' }, [ _('The calculation failed (ubus error %s).').format(String(res)) ]);
+	if (res.error)
+		return E('div', { 'class': 'alert-message error' }, [ res.error ]);
+
+	var rows = [
+		[ _('Provider'), providerName(res), 'provider' ],
+		[ _('IPv4 address'), res.ipv4 || null, 'ipv4' ],
+		[ _('PSID'), res.psid != null ? _('%d (length %d, offset %d)').format(res.psid, res.psid_len, res.psid_offset) : null, 'psid' ],
+		[ _('Ports'), res.port_count != null ? _('%d ports in %d sets').format(res.port_count, (res.port_sets || []).length) : null, 'ports' ],
+		[ _('Port ranges'), Array.isArray(res.port_sets) ? res.port_sets.map(fmtRange).join(', ') : null, 'port_sets' ],
+		[ _('CE address'), res.ce || null, 'ce' ],
+		[ _('BR address'), res.br || null, 'br' ],
+		[ _('MAP rule'), L.isObject(res.rule) ? '%s/%d \u2192 %s/%d, EA %d, PSID %d, offset %d'.format(
+			res.rule.ip6prefix, res.rule.ip6prefixlen, res.rule.ipaddr, res.rule.ip4prefixlen,
+			res.rule.ealen, res.rule.psidlen, res.rule.offset) : null, 'rule' ]
+	];
+
+	return E('div', {}, [ kvTable(rows) ].concat((res.warnings || []).map(function(w) {
+		return E('div', { 'class': 'alert-message warning', 'data-code': w.code || '' }, [ warningText(w) ]);
+	})));
+}
+
+/* ---- validation helpers: each returns true or a sentence that explains the problem ---- */
+
+function parseIPv6(s) {
+	if (!/^[0-9a-fA-F:]+$/.test(s))
+		return null;
+	var halves = s.split('::');
+	if (halves.length > 2)
+		return null;
+	var head = halves[0] ? halves[0].split(':') : [];
+	var tail = (halves.length == 2 && halves[1]) ? halves[1].split(':') : [];
+	if (halves.length == 1 ? head.length != 8 : head.length + tail.length > 7)
+		return null;
+	var words = head.concat(tail);
+	for (var i = 0; i < words.length; i++)
+		if (!/^[0-9a-fA-F]{1,4}$/.test(words[i]))
+			return null;
+	return words;
+}
+
+function isIPv4(s) {
+	var m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+	return !!m && m.slice(1).every(function(x) { return +x <= 255; });
+}
+
+function intIn(value, min, max) {
+	return /^\d+$/.test(value) && +value >= min && +value <= max;
+}
+
+function validateInterface(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	return /^[a-zA-Z0-9_]+$/.test(value) ? true
+		: _('Enter the name of a network interface as in Network \u2192 Interfaces (letters, digits and "_"), for example "wan6".');
+}
+
+function validateMtu(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	if (!/^\d+$/.test(value))
+		return _('The MTU is a whole number of bytes, for example 1460.');
+	if (+value < 1280)
+		return _('The MTU must be at least 1280: IPv6 cannot carry the tunnel with smaller packets.');
+	if (+value > 1460)
+		return _('The MTU must be 1460 or less: the tunnel adds a 40-byte IPv6 header and the IPv6 line carries at most 1500 bytes.');
+	return true;
+}
+
+function validateInterval(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	if (!/^\d+$/.test(value))
+		return _('Enter a number of seconds, for example 300 (0 turns the periodic check off).');
+	if (+value != 0 && +value < 10)
+		return _('Checking more often than every 10 seconds only costs CPU: use 10 or more, or 0 to turn it off.');
+	return true;
+}
+
+function parseMask(value) {
+	if (/^0[xX][0-9a-fA-F]{1,8}$/.test(value))
+		return parseInt(value.substring(2), 16);
+	if (/^\d{1,10}$/.test(value) && +value <= 0xffffffff)
+		return +value;
+	return null;
+}
+
+function validatePort(value) {
+	var m = /^(\d+)(?:-(\d+))?$/.exec(value);
+	if (!m)
+		return _('"%s" is not a port: enter a port (5190) or a range (5190-5199).').format(value);
+	var a = +m[1], b = (m[2] != null) ? +m[2] : a;
+	if (a < 1 || b > 65535)
+		return _('"%s": ports go from 1 to 65535.').format(value);
+	if (a > b)
+		return _('"%s": the first port of a range must not be larger than the last.').format(value);
+	return true;
+}
+
+function numberOption(s, section_id, name) {
+	var v = s.formvalue(section_id, name);
+	return (v != null && /^\d+$/.test(v)) ? +v : null;
+}
+
+return view.extend({
+	load: function() {
+		return fetchStatus();
+	},
+
+	handleRecompute: function(ev) {
+		return callRecompute().then(function(res) {
+			if (L.isObject(res) && !res.error)
+				ui.addNotification(null, E('p', {}, [ _('mape-py is recomputing the mapping; the status updates in a few seconds.') ]), 'info');
+			else
+				ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(L.isObject(res) ? res.error : _('ubus error %d').format(res)) ]), 'error');
+		}, function(err) {
+			ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(err.message || err) ]), 'error');
+		});
+	},
+
+	handleCalc: function(input, output, ev) {
+		var prefix = (input.value || '').trim();
+		if (!prefix) {
+			dom.content(output, E('div', { 'class': 'alert-message warning' }, [ _('Enter an IPv6 prefix, for example 240b:11:2233:4400::/56.') ]));
+			return Promise.resolve();
+		}
+		dom.content(output, E('em', { 'class': 'spinning' }, [ _('Calculating\u2026') ]));
+		return callCalc(prefix).then(function(res) {
+			dom.content(output, renderCalcResult(res));
+		}, function(err) {
+			dom.content(output, E('div', { 'class': 'alert-message error' }, [ err.message || String(err) ]));
+		});
+	},
+
+	renderSettings: function() {
+		var m, s, o;
+
+		m = new form.Map('mape', null, null);
+
+		s = m.section(form.NamedSection, 'config', 'mape', _('Settings'));
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'enabled', _('Enable'), _('Keep IPv4 working over MAP-E: follow the IPv6 prefix, configure the tunnel and the port-set NAT.'));
+		o.rmempty = false;
+		o.default = '1';
+
+		o = s.option(form.Value, 'wan6_interface', _('IPv6 uplink interface'), _('The interface that receives the IPv6 prefix from the line.'));
+		o.placeholder = 'wan6';
+		o.validate = validateInterface;
+
+		o = s.option(form.Value, 'wan_interface', _('MAP-E tunnel interface'), _('The interface mape-py writes as "proto map"; it carries IPv4.'));
+		o.placeholder = 'wan';
+		o.validate = validateInterface;
+
+		o = s.option(form.Flag, 'manage_wan6pd', _('Manage wan6pd'), _('Let mape-py create the wan6pd interface that holds the CE address, as the provider\'s router would.'));
+		o.default = '1';
+
+		o = s.option(form.Value, 'mtu', _('Tunnel MTU'), _('1460 fits FLET\'S lines: 1500 bytes minus the 40-byte IPv6 header.'));
+		o.placeholder = '1460';
+		o.validate = validateMtu;
+
+		o = s.option(form.Value, 'recheck_interval', _('Re-check interval'), _('Seconds between checks that the tunnel, addresses and NAT rules are still in place; 0 turns it off.'));
+		o.placeholder = '300';
+		o.validate = validateInterval;
+
+		var fw = m.section(form.NamedSection, 'config', 'mape', _('Firewall and NAT'));
+		fw.addremove = false;
+
+		o = fw.option(form.ListValue, 'backend', _('Firewall backend'), _('How the port-set NAT rules are installed.'));
+		BACKENDS.forEach(function(b) { o.value(b[0], b[1]); });
+		o.default = 'auto';
+
+		o = fw.option(form.ListValue, 'strategy', _('Port-set strategy'), _('How new connections are spread over the port sets.'));
+		o.value('', _('Default'));
+		o.value('hash', _('Hash of the connection (spreads evenly, stable per flow)'));
+		o.value('sequential', _('Fill one set after the other'));
+		o.optional = true;
+
+		o = fw.option(form.Value, 'mark_mask', _('Firewall mark mask'), _('The fwmark bits mape-py may use, in hex. Bits 0xf000 belong to GL.iNet\'s VPN policy routing and are left alone.'));
+		o.placeholder = '0x00ff0000';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			var mask = parseMask(value);
+			if (mask == null)
+				return _('Enter the mask as a hexadecimal number such as 0x00ff0000.');
+			if (mask == 0)
+				return _('The mask must have at least one bit set.');
+			if ((mask & 0xf000) && fw.formvalue(section_id, 'mark_mask_force') != '1')
+				return _('This mask overlaps 0x0000f000, the bits GL.iNet firmware uses for VPN policy routing: VPN clients would break. Choose other bits (for example 0x00ff0000) or tick "Allow overlap with 0xf000".');
+			return true;
+		};
+
+		o = fw.option(form.Flag, 'mark_mask_force', _('Allow overlap with 0xf000'), _('Only on firmware that does not use these bits itself.'));
+		o.onchange = function(ev, section_id, value) {
+			var el = fw.getUIElement(section_id, 'mark_mask');
+			if (el && el.triggerValidation)
+				el.triggerValidation();
+		};
+
+		o = fw.option(form.DynamicList, 'kept_out', _('Ports kept out of NAT'), _('Ports or ranges (5190-5199) of your port sets that LAN connections must not use, for example for port forwards.'));
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			return validatePort(String(value));
+		};
+
+		o = fw.option(form.Flag, 'tcp_timewait_opt_in', _('Reuse ports in TCP TIME_WAIT'), _('Opt-in: lets a port be reused sooner when the sets are full. Off by default, as some servers reject the reused port.'));
+
+		var rs = m.section(form.TypedSection, 'rule', _('Custom MAP rule'), _('Only needed when your provider is not recognised or its rule changed: values from the provider\'s documentation. A custom rule overrides the built-in table for the prefixes it covers.'));
+		rs.anonymous = true;
+		rs.addremove = true;
+
+		o = rs.option(form.Flag, 'enabled', _('Enable'));
+		o.default = '1';
+		o.rmempty = false;
+
+		o = rs.option(form.Value, 'provider', _('Name'), _('A label for this rule, shown as the provider.'));
+		o.placeholder = 'user';
+
+		o = rs.option(form.Value, 'ip6prefix', _('Rule IPv6 prefix'), _('For example 240b:10:: (with /31 below) or 240b:10::/31.'));
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return _('The rule needs its IPv6 prefix.');
+			var parts = String(value).split('/');
+			if (parts.length > 2 || !parseIPv6(parts[0]))
+				return _('"%s" is not an IPv6 prefix: write it like 240b:10:: or 240b:10::/31.').format(value);
+			if (parts.length == 2 && !intIn(parts[1], 1, 64))
+				return _('The prefix length after "/" must be between 1 and 64.');
+			return true;
+		};
+
+		o = rs.option(form.Value, 'ip6prefixlen', _('Rule IPv6 prefix length'));
+		o.placeholder = '31';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			return intIn(value, 1, 64) ? true : _('Between 1 and 64.');
+		};
+
+		o = rs.option(form.Value, 'ipaddr', _('Rule IPv4 prefix'), _('For example 106.72.0.0.'));
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return _('The rule needs its IPv4 prefix.');
+			var parts = String(value).split('/');
+			if (parts.length > 2 || !isIPv4(parts[0]) || (parts.length == 2 && !intIn(parts[1], 0, 32)))
+				return _('"%s" is not an IPv4 prefix: write it like 106.72.0.0 or 106.72.0.0/15.').format(value);
+			return true;
+		};
+
+		o = rs.option(form.Value, 'ip4prefixlen', _('Rule IPv4 prefix length'));
+		o.placeholder = '15';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			return intIn(value, 0, 32) ? true : _('Between 0 and 32.');
+		};
+
+		o = rs.option(form.Value, 'ealen', _('EA-bits length'));
+		o.placeholder = '25';
+		o.validate = function(section_id, value) {
+			if (!intIn(value, 0, 48))
+				return _('The EA-bits length is a number between 0 and 48.');
+			var p6 = numberOption(rs, section_id, 'ip6prefixlen');
+			var v6 = String(rs.formvalue(section_id, 'ip6prefix') || '').split('/');
+			if (v6.length == 2 && /^\d+$/.test(v6[1]))
+				p6 = +v6[1];
+			if (p6 != null && p6 + (+value) > 64)
+				return _('IPv6 prefix length %d + EA-bits length %d is more than 64: the EA bits must fit in the first 64 bits.').format(p6, +value);
+			return true;
+		};
+
+		o = rs.option(form.Value, 'psidlen', _('PSID length'));
+		o.placeholder = '8';
+		o.validate = function(section_id, value) {
+			if (!intIn(value, 0, 16))
+				return _('The PSID length is a number between 0 and 16.');
+			var ea = numberOption(rs, section_id, 'ealen'), p4 = numberOption(rs, section_id, 'ip4prefixlen');
+			var v4 = String(rs.formvalue(section_id, 'ipaddr') || '').split('/');
+			if (v4.length == 2 && /^\d+$/.test(v4[1]))
+				p4 = +v4[1];
+			if (ea != null && p4 != null && ea - (32 - p4) != +value)
+				return _('EA-bits length %d = IPv4 suffix bits (32 \u2212 %d = %d) + PSID length, so the PSID length must be %d.').format(ea, p4, 32 - p4, ea - (32 - p4));
+			return true;
+		};
+
+		o = rs.option(form.Value, 'offset', _('PSID offset'), _('4 for v6plus, OCN and BIGLOBE style (draft-03) rules, 6 for RFC 7597.'));
+		o.placeholder = '4';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			if (!intIn(value, 0, 15))
+				return _('The PSID offset is a number between 0 and 15.');
+			var psid = numberOption(rs, section_id, 'psidlen');
+			if (psid != null && psid + (+value) > 16)
+				return _('PSID offset %d + PSID length %d is more than the 16 bits of a port.').format(+value, psid);
+			return true;
+		};
+
+		o = rs.option(form.Value, 'peeraddr', _('BR address'), _('The provider\'s border relay, for example 2404:9200:225:100::64.'));
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return _('The rule needs the BR address.');
+			return parseIPv6(String(value)) ? true : _('"%s" is not an IPv6 address.').format(value);
+		};
+
+		o = rs.option(form.Flag, 'legacymap', _('Japanese CE layout (draft-03)'), _('On for v6plus, OCN Virtual Connect, BIGLOBE and NURO.'));
+		o.default = '1';
+		o.rmempty = false;
+
+		return m.render().then(function(node) {
+			/* Show validation messages next to the field as well as in LuCI's tooltip. */
+			node.addEventListener('validation-failure', function(ev) {
+				var field = ev.target.closest ? ev.target.closest('.cbi-value-field') : null;
+				if (!field)
+					return;
+				var box = field.querySelector('.mape-field-error');
+				if (!box)
+					box = field.appendChild(E('div', { 'class': 'mape-field-error', 'style': 'color:' + COLOURS.red }));
+				dom.content(box, ev.detail && ev.detail.message ? ev.detail.message : '');
+			});
+			node.addEventListener('validation-success', function(ev) {
+				var field = ev.target.closest ? ev.target.closest('.cbi-value-field') : null;
+				var box = field ? field.querySelector('.mape-field-error') : null;
+				if (box)
+					box.parentNode.removeChild(box);
+			});
+			return node;
+		});
+	},
+
+	render: function(st) {
+		var statusNode = E('div', { 'id': 'mape-status' }, renderStatus(st));
+		var portsNode = E('div', { 'id': 'mape-ports' }, renderPorts(st));
+		var calcInput = E('input', { 'type': 'text', 'class': 'cbi-input-text', 'id': 'mape-calc-prefix',
+			'placeholder': '240b:11:2233:4400::/56', 'style': 'width:22em' });
+		var calcOutput = E('div', { 'id': 'mape-calc-result' });
+		var calcButton = E('button', {
+			'class': 'cbi-button cbi-button-action', 'id': 'mape-calc-button',
+			'click': ui.createHandlerFn(this, 'handleCalc', calcInput, calcOutput)
+		}, [ _('Calculate') ]);
+
+		calcInput.addEventListener('keydown', function(ev) {
+			if (ev.keyCode == 13)
+				calcButton.click();
+		});
+
+		return this.renderSettings().then(L.bind(function(formNode) {
+			poll.add(function() {
+				return fetchStatus().then(function(next) {
+					dom.content(statusNode, renderStatus(next));
+					dom.content(portsNode, renderPorts(next));
+				});
+			});
+
+			return E('div', { 'class': 'mape-page' }, [
+				E('h2', {}, [ _('MAP-E') ]),
+				E('div', { 'class': 'cbi-map-descr' }, [ _('IPv4 over the IPv6 line (v6plus, OCN Virtual Connect, BIGLOBE, NURO) with mape-py.') ]),
+				E('div', { 'class': 'cbi-section', 'id': 'mape-status-section' }, [
+					E('h3', {}, [ _('Status') ]),
+					statusNode,
+					E('div', { 'class': 'right' }, [
+						E('button', {
+							'class': 'cbi-button cbi-button-action', 'id': 'mape-recompute',
+							'click': ui.createHandlerFn(this, 'handleRecompute')
+						}, [ _('Recompute now') ])
+					])
+				]),
+				E('div', { 'class': 'cbi-section', 'id': 'mape-ports-section' }, [
+					E('h3', {}, [ _('Port sets') ]),
+					portsNode
+				]),
+				E('div', { 'class': 'cbi-section', 'id': 'mape-calc-section' }, [
+					E('h3', {}, [ _('Calculator') ]),
+					E('p', {}, [ _('Work out the MAP-E mapping of any IPv6 prefix, without changing anything.') ]),
+					E('div', {}, [
+						calcInput, ' ', calcButton
+					]),
+					calcOutput
+				]),
+				formNode
+			]);
+		}, this));
+	}
+});

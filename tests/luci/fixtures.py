@@ -1,0 +1,115 @@
+"""Status documents (docs/status.md) for the LuCI tests. The mapping part is the real
+engine's Mapping.as_dict(), as the daemon publishes it."""
+import copy
+
+from mape.core.errors import MapeError
+from mape.core.mapping import calc
+from mape.core.rules import load_table
+
+TABLE = load_table()
+NOW = 1764130000
+PREFIX = "240b:11:2233:4400::/56"
+PREFIX_60 = "240b:11:2233:4410::/60"
+UNSUPPORTED = "2001:db8:1234:5600::/56"
+
+# Connections per port set (15 sets of 16 ports for v6plus): every set in use, one full.
+USED = [3, 5, 2, 4, 16, 1, 3, 2, 6, 1, 2, 1, 4, 2, 3]
+
+
+def mapping(prefix):
+    return calc(prefix, TABLE).as_dict()
+
+
+def calc_reply(prefix):
+    """What `ubus call mape calc '{"prefix": ...}'` answers: as_dict() or a one-line error."""
+    try:
+        return mapping(prefix)
+    except MapeError as e:
+        return {"input": prefix, "error": str(e), "exit_code": e.exit_code}
+
+
+def _base(state, reason, prefix=PREFIX):
+    return {
+        "version": 1, "running": True, "pid": 1234, "state": state, "state_reason": reason,
+        "updated": NOW,
+        "wan6": {"interface": "wan6", "device": "eth1", "up": True, "source": "ipv6-prefix",
+                 "prefix": prefix, "address": "240b:11:2233:4400:a00:27ff:fe12:3456/64"},
+    }
+
+
+def ok():
+    m = mapping(PREFIX)
+    st = _base("ok", "MAP-E up: %s, %d ports" % (m["ipv4"], m["port_count"]))
+    st.update({
+        "mapping": m,
+        "firewall": {"backend": "iptables", "strategy": "hash", "health": "present", "detail": "one jump, 3 chains"},
+        "tunnel": {"interface": "wan", "device": "map-wan", "up": True, "ipv4": m["ipv4"]},
+        "warnings": [],
+        "history": [
+            {"time": NOW - 86400 * 3, "event": "started"},
+            {"time": NOW - 86400 * 2, "event": "prefix-changed", "prefix": "240b:11:2233:4300::/56", "ipv4": "106.73.34.50"},
+            {"time": NOW - 3600, "event": "prefix-changed", "prefix": PREFIX, "ipv4": m["ipv4"]},
+        ],
+        "ports": {
+            "capacity": m["port_count"], "used": sum(USED),
+            "sets": [{"first": a, "last": b, "used": u} for (a, b), u in zip(m["port_sets"], USED)],
+            "top_hosts": [{"host": "192.168.1.23", "count": 20}, {"host": "192.168.1.40", "count": 12},
+                          {"host": "192.168.1.7", "count": 9}, {"host": "fe80::1c2d:3eff:fe4f:5a6b", "count": 2}],
+            "kept_out": [[5190, 5190], [62530, 62533]],
+        },
+    })
+    return st
+
+
+def applying():
+    m = mapping("240b:11:2233:4500::/56")
+    st = _base("applying", "prefix changed: applying %s PSID %d" % (m["ipv4"], m["psid"]),
+               prefix="240b:11:2233:4500::/56")
+    st.update({
+        "mapping": m,
+        "firewall": {"backend": "iptables", "health": "present", "detail": "one jump, 3 chains"},
+        "tunnel": {"interface": "wan", "device": "map-wan", "up": False},
+        "history": ok()["history"] + [{"time": NOW - 5, "event": "prefix-changed",
+                                       "prefix": "240b:11:2233:4500::/56", "ipv4": m["ipv4"]}],
+    })
+    return st
+
+
+def unsupported():
+    st = _base("unsupported-prefix", "no MAP-E rule covers %s" % UNSUPPORTED, prefix=UNSUPPORTED)
+    st.update({
+        "firewall": {"backend": "iptables", "health": "missing", "detail": "no mapping, no rules"},
+        "warnings": [{"code": "unsupported-prefix", "message": "no MAP-E rule covers %s" % UNSUPPORTED}],
+    })
+    return st
+
+
+def error():
+    m = mapping(PREFIX_60)
+    st = _base("error", "uci commit network failed", prefix=PREFIX_60)
+    st.update({
+        "mapping": m,
+        "firewall": {"backend": "iptables", "health": "missing", "detail": "jump to mape_srcnat not found"},
+        "tunnel": {"interface": "wan", "device": "map-wan", "up": False},
+        "warnings": [{"code": "offload-enabled",
+                      "message": "flow offloading is on: offloaded connections bypass the port-set NAT"}],
+        "last_error": {"time": NOW - 60, "message": "uci commit network failed: I/O error"},
+    })
+    return st
+
+
+def stopped():
+    """What the rpcd plugin returns when the daemon is gone: the last document, running false."""
+    st = copy.deepcopy(ok())
+    st["running"] = False
+    st["state"] = "stopped"
+    st.pop("ports", None)
+    return st
+
+
+def never_started():
+    return {"version": 1, "running": False, "state": "stopped"}
+
+
+STATES = {"ok": ok, "applying": applying, "unsupported-prefix": unsupported, "error": error,
+          "stopped": stopped}
