@@ -42,13 +42,14 @@ def ok():
     st = _base("ok", "MAP-E up: %s, %d ports" % (m["ipv4"], m["port_count"]))
     st.update({
         "mapping": m,
-        "firewall": {"backend": "iptables", "strategy": "hash", "health": "present", "detail": "one jump, 3 chains"},
+        "firewall": {"backend": "iptables", "strategy": "rr", "health": "present", "detail": "one jump, 3 chains"},
         "tunnel": {"interface": "wan", "device": "map-wan", "up": True, "ipv4": m["ipv4"]},
         "warnings": [],
         "history": [
             {"time": NOW - 86400 * 3, "event": "started"},
             {"time": NOW - 86400 * 2, "event": "prefix-changed", "prefix": "240b:11:2233:4300::/56", "ipv4": "106.73.34.50"},
             {"time": NOW - 3600, "event": "prefix-changed", "prefix": PREFIX, "ipv4": m["ipv4"]},
+            {"time": NOW - 3590, "event": "applied", "prefix": PREFIX, "ipv4": m["ipv4"]},
         ],
         "ports": {
             "capacity": m["port_count"], "used": sum(USED),
@@ -92,8 +93,16 @@ def error():
         "firewall": {"backend": "iptables", "health": "missing", "detail": "jump to mape_srcnat not found"},
         "tunnel": {"interface": "wan", "device": "map-wan", "up": False},
         "warnings": [{"code": "offload-enabled",
-                      "message": "flow offloading is on: offloaded connections bypass the port-set NAT"}],
+                      "message": "flow offloading is on (flow_offloading): offloaded packets can bypass the "
+                                 "MAP-E NAT rules and leak un-translated"},
+                     {"code": "gl-acceleration",
+                      "message": "hardware NAT acceleration (mtkhnat) is on: packets can bypass the MAP-E NAT rules"},
+                     {"code": "config-invalid",
+                      "message": "/etc/config/mape: option 'mtu' must be between 1280 and 1500, not 9000"}],
         "last_error": {"time": NOW - 60, "message": "uci commit network failed: I/O error"},
+        "ports": {"error": "conntrack: permission denied"},
+        "history": [{"time": NOW - 70, "event": "prefix-changed", "prefix": PREFIX_60, "ipv4": m["ipv4"]},
+                    {"time": NOW - 60, "event": "rolled-back", "prefix": PREFIX_60, "ipv4": m["ipv4"]}],
     })
     return st
 

@@ -77,9 +77,10 @@ def test_ok_state(page, server, shot):
     assert c.js("return document.querySelectorAll('#mape-status .alert-message').length") == 0
 
     history = texts(c, "#mape-status .mape-history tr:not(.table-titles)")
-    assert len(history) == 3
-    assert history[0].split("\t") == ["2025-11-26 03:06:40", "Prefix changed", "240b:11:2233:4400::/56", "106.73.34.51"]
-    assert "Service started" in history[2]
+    assert len(history) == 4
+    assert history[0].split("\t") == ["2025-11-26 03:06:50", "Configuration applied", "240b:11:2233:4400::/56", "106.73.34.51"]
+    assert history[1].split("\t") == ["2025-11-26 03:06:40", "Prefix changed", "240b:11:2233:4400::/56", "106.73.34.51"]
+    assert "Service started" in history[3]
 
     # port sets: every allowed range, each with a usage bar; all in use at a glance
     assert "All 15 port sets in use" in text(c, ".mape-ports-summary")
@@ -160,9 +161,13 @@ def test_error_state_with_warnings(page, shot):
     warnings = c.js("return Array.from(document.querySelectorAll('#mape-status .alert-message.warning')).map("
                     "function(e) { return [e.getAttribute('data-code'), e.innerText]; });")
     codes = [w[0] for w in warnings]
-    assert codes == ["offload-enabled", "pd-not-subnet-0"]
+    assert codes == ["offload-enabled", "gl-acceleration", "config-invalid", "pd-not-subnet-0"]
     assert "Flow offloading is on" in warnings[0][1]
-    assert "not the first /60 of your /56" in warnings[1][1]
+    assert "turn off Network Acceleration" in warnings[1][1]
+    assert "the last good settings stay in use: /etc/config/mape: option 'mtu' must be" in warnings[2][1]
+    assert "not the first /60 of your /56" in warnings[3][1]
+    assert "Reading the connection table failed: conntrack: permission denied" in text(c, ".mape-ports-summary")
+    assert texts(c, "#mape-status .mape-history tr:not(.table-titles)")[0].split("\t")[1] == "Rolled back"
     assert text(c, ".mape-last-error") == "Last error (2025-11-26 04:05:40): uci commit network failed: I/O error"
     shot("05-error-en")
 
@@ -172,6 +177,8 @@ def test_error_state_in_japanese(page, shot):
     body = c.js("return document.getElementById('mape-status').innerText")
     assert "MAP-E でエラーが発生" in body
     assert "フローオフロードが有効です" in body
+    assert "ネットワークアクセラレーション" in body
+    assert "ロールバック" in body
     assert "/56 の先頭の /60 ではありません" in body
     assert "最後のエラー" in body
     shot("06-error-ja")
@@ -276,42 +283,43 @@ def retype(c, css, value):
 
 def test_settings_validation_explains_itself(page, server, shot):
     c = page(fixtures.ok())
-    retype(c, field("mark_mask"), "0x0000f000")
-    invalid, tip, inline = field_state(c, field("mark_mask"))
+    retype(c, field("nat_mark_mask"), "0x0000f000")
+    invalid, tip, inline = field_state(c, field("nat_mark_mask"))
     assert invalid
-    assert "overlaps 0x0000f000" in tip and "VPN policy routing" in tip
-    assert inline == tip
-    # ticking "Allow overlap" re-validates the mask
-    c.find(field("mark_mask_force")).click()
-    assert field_state(c, field("mark_mask")) == [False, None, None]
-    c.find(field("mark_mask_force")).click()
-    assert field_state(c, field("mark_mask"))[0]
-    retype(c, field("mark_mask"), "0x00ff0000")
-    assert field_state(c, field("mark_mask"))[0] is False
-    retype(c, field("mark_mask"), "0xzz")
-    assert "hexadecimal" in field_state(c, field("mark_mask"))[1]
-    retype(c, field("mark_mask"), "0x00ff0000")
+    assert "overlaps 0x0000f000" in tip and "VPN policy routing" in tip and "mape-py refuses it" in tip
+    assert inline == tip                      # shown under the field as well as in the tooltip
+    retype(c, field("nat_mark_mask"), "0x00ff0000")
+    assert field_state(c, field("nat_mark_mask")) == [False, None, None]
+    retype(c, field("nat_mark_mask"), "0xzz")
+    assert "hexadecimal" in field_state(c, field("nat_mark_mask"))[1]
+    retype(c, field("nat_mark_mask"), "0x0")
+    assert "at least one bit" in field_state(c, field("nat_mark_mask"))[1]
+    retype(c, field("nat_mark_mask"), "0x00ff0000")
 
-    retype(c, field("mtu"), "1500")
-    assert "1460 or less" in field_state(c, field("mtu"))[1]
+    retype(c, field("mtu"), "1501")
+    assert "1500 or less; on FLET'S lines use 1460" in field_state(c, field("mtu"))[1]
     assert "40-byte IPv6 header" in field_state(c, field("mtu"))[1]
+    retype(c, field("mtu"), "1500")
+    assert field_state(c, field("mtu"))[0] is False   # allowed, as mape-py allows it (status warns)
     retype(c, field("mtu"), "1000")
     assert "at least 1280" in field_state(c, field("mtu"))[1]
     retype(c, field("mtu"), "14x0")
     assert "whole number" in field_state(c, field("mtu"))[1]
 
-    retype(c, field("wan6_interface"), "wan 6")
-    assert "Network \u2192 Interfaces" in field_state(c, field("wan6_interface"))[1]
-    retype(c, field("recheck_interval"), "5")
-    assert "10 or more" in field_state(c, field("recheck_interval"))[1]
+    retype(c, field("wan6_iface"), "wan 6")
+    assert "Network \u2192 Interfaces" in field_state(c, field("wan6_iface"))[1]
+    retype(c, field("recheck"), "5")
+    assert "10 or more" in field_state(c, field("recheck"))[1]
+    retype(c, field("nat_tcp_time_wait"), "300")
+    assert "between 1 and 120" in field_state(c, field("nat_tcp_time_wait"))[1]
 
     # the port list refuses what is not a port, and says why
-    retype(c, field("kept_out"), "70000\n")
-    assert "ports go from 1 to 65535" in field_state(c, field("kept_out"))[1]
+    retype(c, field("nat_keep_out"), "70000\n")
+    assert "ports go from 1 to 65535" in field_state(c, field("nat_keep_out"))[1]
     assert c.js("return Array.from(document.querySelectorAll('.cbi-dynlist .item')).map("
                 "function(e) { return e.getAttribute('data-value'); });") == ["5190"]
-    retype(c, field("kept_out"), "5210-5200\n")
-    assert "must not be larger than the last" in field_state(c, field("kept_out"))[1]
+    retype(c, field("nat_keep_out"), "5210-5200\n")
+    assert "must not be larger than the last" in field_state(c, field("nat_keep_out"))[1]
     c.js("document.querySelector(arguments[0]).scrollIntoView()", field("mtu"))
     shot("10-settings-validation-en")
 
@@ -325,11 +333,14 @@ def test_settings_validation_explains_itself(page, server, shot):
 def test_settings_save_writes_uci(page, server):
     c = page(fixtures.ok())
     retype(c, field("mtu"), "1454")
-    retype(c, field("mark_mask"), "0x00ff0000")
+    retype(c, field("nat_mark_mask"), "0x0f000000")
     c.js("var s = document.querySelector(arguments[0]); s.value = 'nftables';"
-         "s.dispatchEvent(new Event('change', {bubbles: true}));", field("backend"))
-    retype(c, field("kept_out"), "5200-5210\n")
-    c.find(field("tcp_timewait_opt_in")).click()
+         "s.dispatchEvent(new Event('change', {bubbles: true}));", field("nat_backend"))
+    c.js("var s = document.querySelector(arguments[0]); s.value = 'hash';"
+         "s.dispatchEvent(new Event('change', {bubbles: true}));", field("nat_strategy"))
+    retype(c, field("nat_keep_out"), "5200-5210\n")
+    retype(c, field("nat_tcp_time_wait"), "30")
+    c.find(field("nat_guard")).click()
     c.find(".cbi-page-actions .cbi-button-save").click()
     server_sets = lambda: server.calls_to("uci", "set")  # noqa: E731
     wait_for(server_sets, message="Save sent no uci set")
@@ -337,10 +348,27 @@ def test_settings_save_writes_uci(page, server):
     assert len(sets) == 1
     _, _, args = sets[0]
     assert args["config"] == "mape" and args["section"] == "config"
-    assert args["values"] == {"mtu": "1454", "mark_mask": "0x00ff0000", "backend": "nftables",
-                              "kept_out": ["5190", "5200-5210"], "tcp_timewait_opt_in": "1"}
-    assert server.config["mape"]["config"]["mtu"] == "1454"
+    assert args["values"] == {"mtu": "1454", "nat_mark_mask": "0x0f000000", "nat_backend": "nftables",
+                              "nat_strategy": "hash", "nat_keep_out": ["5190", "5200-5210"],
+                              "nat_tcp_time_wait": "30", "nat_guard": "0"}
     no_denied_calls(server)
+
+    # what the form wrote is what mape-py's own parsers accept
+    from mape.core.nat import parse_nat_options
+    from mape.core.ucifile import parse
+    from mape.settings import settings_from_sections
+    conf = server.config["mape"]["config"]
+    lines = ["config mape 'config'"]
+    for k, v in conf.items():
+        if k.startswith("."):
+            continue
+        for item in (v if isinstance(v, list) else [v]):
+            lines.append("\t%s %s '%s'" % ("list" if isinstance(v, list) else "option", k, item))
+    settings = settings_from_sections(parse("\n".join(lines) + "\n"), nat_parser=parse_nat_options)
+    assert settings.mtu == 1454 and settings.nat["strategy"] == "hash"
+    assert settings.nat["kept_out"] == [(5190, 5190), (5200, 5210)]
+    assert settings.nat["mark_mask"] == 0x0F000000 and settings.nat["guard"] is False
+    assert settings.nat["tcp_time_wait"] == 30
 
 
 def test_custom_rule_section(page, server, shot):
@@ -393,5 +421,5 @@ def test_custom_rule_section(page, server, shot):
 def test_every_state_renders_in_japanese_without_english_leftovers(page, state):
     c = page(fixtures.STATES[state](), lang="ja")
     labels = texts(c, "#mape-status tr[data-row] strong, #mape-view-headings, h3, .cbi-value-title")
-    english = [x for x in labels if x and x.isascii() and x not in ("MAP-E", "PSID", "TCP TIME_WAIT")]
+    english = [x for x in labels if x and x.isascii() and x not in ("MAP-E", "PSID")]
     assert english == [], english

@@ -123,20 +123,17 @@ function firewallInfo(f) {
 	if (!L.isObject(f))
 		return [ 'grey', _('Unknown'), null ];
 	var detail = [ f.backend, f.strategy, f.detail ].filter(function(x) { return x; }).join(', ');
+	if (f.backend == 'off')
+		return [ 'amber', _('NAT rules switched off in the settings'), detail ];
 	switch (f.health) {
 	case 'present':
-	case 'ok':
 		return [ 'green', _('NAT rules in place'), detail ];
-	case 'off':
-	case 'disabled':
-		return [ 'amber', _('NAT rules switched off in the settings'), detail ];
 	case 'missing':
-	case 'absent':
 		return [ 'red', _('NAT rules missing'), detail ];
-	case 'partial':
-	case 'duplicate':
-	case 'broken':
-		return [ 'red', _('NAT rules damaged'), detail ];
+	case 'duplicated':
+		return [ 'red', _('NAT rules duplicated'), detail ];
+	case 'stale':
+		return [ 'red', _('NAT rules out of date'), detail ];
 	default:
 		return [ 'amber', _('NAT rules: %s').format(f.health || '?'), detail ];
 	}
@@ -147,9 +144,12 @@ function warningText(w) {
 	switch (w.code) {
 	case 'offload-enabled':
 		return _('Flow offloading is on: offloaded connections bypass the port-set NAT and can leak ports that are not yours. Turn off software and hardware flow offloading in Network \u2192 Firewall.');
-	case 'hw-acceleration':
-	case 'hnat-enabled':
-		return _('Hardware NAT acceleration is on: accelerated connections can bypass the MAP-E tunnel and the port-set NAT. Turn it off, or use a firmware whose accelerator supports MAP-E.');
+	case 'gl-acceleration':
+		return _('Hardware NAT acceleration is on: accelerated connections can bypass the MAP-E tunnel and the port-set NAT. On GL.iNet firmware turn off Network Acceleration.');
+	case 'mtu-high':
+		return _('The tunnel MTU is above 1460: MAP-E over a 1500-byte IPv6 line carries at most 1460 bytes, larger packets are fragmented or lost.');
+	case 'config-invalid':
+		return _('/etc/config/mape has an invalid value; the last good settings stay in use: %s').format(w.message || '?');
 	case 'pd-not-subnet-0':
 		return _('The delegated /60 is not the first /60 of your /56: the MAP-E address lies outside it. The home gateway probably holds the /56 and may already run MAP-E itself.');
 	case 'pd-behind-gateway':
@@ -186,6 +186,7 @@ function eventText(ev) {
 	switch (ev) {
 	case 'prefix-changed': return _('Prefix changed');
 	case 'applied': return _('Configuration applied');
+	case 'rolled-back': return _('Rolled back');
 	case 'started': return _('Service started');
 	case 'recompute': return _('Recomputed on request');
 	case 'error': return _('Error');
@@ -318,7 +319,7 @@ function renderPorts(st) {
 	if (st.__unreachable)
 		return [ E('p', { 'class': 'mape-noports' }, [ _('No port information without the status service.') ]) ];
 
-	var m = st.mapping || {}, p = L.isObject(st.ports) ? st.ports : null;
+	var m = st.mapping || {}, p = (L.isObject(st.ports) && !st.ports.error) ? st.ports : null;
 	var sets = (p && Array.isArray(p.sets)) ? p.sets : (m.port_sets || []).map(function(r) {
 		return { first: r[0], last: r[1], used: null };
 	});
@@ -357,7 +358,8 @@ function renderPorts(st) {
 	}
 	else {
 		out.push(E('p', { 'class': 'mape-ports-summary' }, [
-			_('%d ports in %d sets; usage is not known yet.').format(capacity, sets.length)
+			_('%d ports in %d sets; usage is not known yet.').format(capacity, sets.length),
+			(L.isObject(st.ports) && st.ports.error) ? E('div', { 'class': 'mape-detail' }, [ _('Reading the connection table failed: %s').format(st.ports.error) ]) : ''
 		]));
 		out.push(E('p', { 'class': 'mape-ranges' }, [
 			sets.map(function(s) { return fmtRange([ s.first, s.last ]); }).join(', ')
@@ -475,8 +477,8 @@ function validateMtu(section_id, value) {
 		return _('The MTU is a whole number of bytes, for example 1460.');
 	if (+value < 1280)
 		return _('The MTU must be at least 1280: IPv6 cannot carry the tunnel with smaller packets.');
-	if (+value > 1460)
-		return _('The MTU must be 1460 or less: the tunnel adds a 40-byte IPv6 header and the IPv6 line carries at most 1500 bytes.');
+	if (+value > 1500)
+		return _('The MTU must be 1500 or less; on FLET\'S lines use 1460: the tunnel adds a 40-byte IPv6 header to every packet.');
 	return true;
 }
 
@@ -484,9 +486,11 @@ function validateInterval(section_id, value) {
 	if (value == null || value === '')
 		return true;
 	if (!/^\d+$/.test(value))
-		return _('Enter a number of seconds, for example 300 (0 turns the periodic check off).');
-	if (+value != 0 && +value < 10)
-		return _('Checking more often than every 10 seconds only costs CPU: use 10 or more, or 0 to turn it off.');
+		return _('Enter a number of seconds between 10 and 86400, for example 300.');
+	if (+value < 10)
+		return _('Checking more often than every 10 seconds only costs CPU: use 10 or more.');
+	if (+value > 86400)
+		return _('At most 86400 seconds (one day).');
 	return true;
 }
 
@@ -557,11 +561,11 @@ return view.extend({
 		o.rmempty = false;
 		o.default = '1';
 
-		o = s.option(form.Value, 'wan6_interface', _('IPv6 uplink interface'), _('The interface that receives the IPv6 prefix from the line.'));
+		o = s.option(form.Value, 'wan6_iface', _('IPv6 uplink interface'), _('The interface that receives the IPv6 prefix from the line.'));
 		o.placeholder = 'wan6';
 		o.validate = validateInterface;
 
-		o = s.option(form.Value, 'wan_interface', _('MAP-E tunnel interface'), _('The interface mape-py writes as "proto map"; it carries IPv4.'));
+		o = s.option(form.Value, 'wan_iface', _('MAP-E tunnel interface'), _('The interface mape-py writes as "proto map"; it carries IPv4.'));
 		o.placeholder = 'wan';
 		o.validate = validateInterface;
 
@@ -572,24 +576,26 @@ return view.extend({
 		o.placeholder = '1460';
 		o.validate = validateMtu;
 
-		o = s.option(form.Value, 'recheck_interval', _('Re-check interval'), _('Seconds between checks that the tunnel, addresses and NAT rules are still in place; 0 turns it off.'));
+		o = s.option(form.Value, 'recheck', _('Re-check interval'), _('Seconds between safety checks that the tunnel, addresses and NAT rules are still in place; events do the real work.'));
 		o.placeholder = '300';
 		o.validate = validateInterval;
+
+		o = s.option(form.Flag, 'rollback', _('Roll back on failure'), _('Restore the previous network configuration when wan does not come up with the new IPv4 address.'));
+		o.default = '1';
 
 		var fw = m.section(form.NamedSection, 'config', 'mape', _('Firewall and NAT'));
 		fw.addremove = false;
 
-		o = fw.option(form.ListValue, 'backend', _('Firewall backend'), _('How the port-set NAT rules are installed.'));
+		o = fw.option(form.ListValue, 'nat_backend', _('Firewall backend'), _('How the port-set NAT rules are installed.'));
 		BACKENDS.forEach(function(b) { o.value(b[0], b[1]); });
 		o.default = 'auto';
 
-		o = fw.option(form.ListValue, 'strategy', _('Port-set strategy'), _('How new connections are spread over the port sets.'));
-		o.value('', _('Default'));
-		o.value('hash', _('Hash of the connection (spreads evenly, stable per flow)'));
-		o.value('sequential', _('Fill one set after the other'));
-		o.optional = true;
+		o = fw.option(form.ListValue, 'nat_strategy', _('Port-set strategy'), _('How new connections are spread over the port sets.'));
+		o.value('rr', _('Round robin over the sets (spreads evenly)'));
+		o.value('hash', _('Hash of source address and port (a source keeps its set)'));
+		o.default = 'rr';
 
-		o = fw.option(form.Value, 'mark_mask', _('Firewall mark mask'), _('The fwmark bits mape-py may use, in hex. Bits 0xf000 belong to GL.iNet\'s VPN policy routing and are left alone.'));
+		o = fw.option(form.Value, 'nat_mark_mask', _('Firewall mark mask'), _('The fwmark bits reserved for mape-py, in hex. The bits 0x0000f000 belong to GL.iNet\'s VPN policy routing and are never used.'));
 		o.placeholder = '0x00ff0000';
 		o.validate = function(section_id, value) {
 			if (value == null || value === '')
@@ -599,26 +605,28 @@ return view.extend({
 				return _('Enter the mask as a hexadecimal number such as 0x00ff0000.');
 			if (mask == 0)
 				return _('The mask must have at least one bit set.');
-			if ((mask & 0xf000) && fw.formvalue(section_id, 'mark_mask_force') != '1')
-				return _('This mask overlaps 0x0000f000, the bits GL.iNet firmware uses for VPN policy routing: VPN clients would break. Choose other bits (for example 0x00ff0000) or tick "Allow overlap with 0xf000".');
+			if (mask & 0xf000)
+				return _('This mask overlaps 0x0000f000, the bits GL.iNet firmware uses for VPN policy routing and its DNS leak guard: VPN clients would break, so mape-py refuses it. Choose other bits, for example 0x00ff0000 (the default).');
 			return true;
 		};
 
-		o = fw.option(form.Flag, 'mark_mask_force', _('Allow overlap with 0xf000'), _('Only on firmware that does not use these bits itself.'));
-		o.onchange = function(ev, section_id, value) {
-			var el = fw.getUIElement(section_id, 'mark_mask');
-			if (el && el.triggerValidation)
-				el.triggerValidation();
-		};
-
-		o = fw.option(form.DynamicList, 'kept_out', _('Ports kept out of NAT'), _('Ports or ranges (5190-5199) of your port sets that LAN connections must not use, for example for port forwards.'));
+		o = fw.option(form.DynamicList, 'nat_keep_out', _('Ports kept out of NAT'), _('Ports or ranges (5190-5199) of your port sets that LAN connections must not use, for example for port forwards.'));
 		o.validate = function(section_id, value) {
 			if (value == null || value === '')
 				return true;
 			return validatePort(String(value));
 		};
 
-		o = fw.option(form.Flag, 'tcp_timewait_opt_in', _('Reuse ports in TCP TIME_WAIT'), _('Opt-in: lets a port be reused sooner when the sets are full. Off by default, as some servers reject the reused port.'));
+		o = fw.option(form.Flag, 'nat_guard', _('Leak guard'), _('Drop packets that would leave the tunnel untranslated: untracked packets and protocols without ports (GRE, ESP), which a shared IPv4 address cannot carry.'));
+		o.default = '1';
+
+		o = fw.option(form.Value, 'nat_tcp_time_wait', _('TCP TIME_WAIT (seconds)'), _('Opt-in: a shorter TIME_WAIT lets busy port sets reuse the ports of closed connections sooner. Empty or 0 leaves the kernel default (120).'));
+		o.placeholder = '120';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			return intIn(value, 0, 120) ? true : _('Enter seconds between 1 and 120, or 0 for the kernel default.');
+		};
 
 		var rs = m.section(form.TypedSection, 'rule', _('Custom MAP rule'), _('Only needed when your provider is not recognised or its rule changed: values from the provider\'s documentation. A custom rule overrides the built-in table for the prefixes it covers.'));
 		rs.anonymous = true;
