@@ -1,9 +1,7 @@
 """Maintainer scripts: syntax (dash -n), image builds (IPKG_INSTROOT set: they must touch
 nothing), and live installs/removals run by dash inside an overlay of this machine's root
 (a private mount namespace + chroot), where /etc/init.d/*, uci and mape-py are stubs that
-record their calls. /lib/functions.sh is a stub too: it records the default_postinst /
-default_prerm call and, like OpenWrt's, sources <pkg>.postinst-pkg / <pkg>.prerm-pkg from
-/usr/lib/opkg/info/."""
+record their calls. /lib/functions.sh is a stand-in too (FUNCTIONS_SH below)."""
 
 import os
 import shutil
@@ -17,25 +15,53 @@ UNINSTALL = "/usr/share/mape-py/firewall.uninstall"
 
 
 FUNCTIONS_SH = r'''
-# test stub of OpenWrt's /lib/functions.sh (records calls; sources the -pkg scripts)
+# Test stand-in for OpenWrt's /lib/functions.sh: default_postinst / default_prerm in the
+# order base-files' do their work (recorded in $MAPE_TEST_LOG):
+#   postinst: [live] source each packaged /etc/uci-defaults/* (deleted on success) and
+#             `uci commit`; source <pkg>.postinst-pkg; per packaged /etc/init.d/* script:
+#             [image] enable via rc.common, [live] enable (not on upgrade) then start.
+#   prerm:    source <pkg>.prerm-pkg; per init script: [image] disable,
+#             [live] disable (not on upgrade) then stop.
 default_postinst() {
 	echo "default_postinst $*" >> "$MAPE_TEST_LOG"
-	local pkgname="$(basename ${1%.*})"
-	local ret=0
-	if [ -f "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.postinst-pkg" ]; then
-		( . "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.postinst-pkg" )
+	local root="$IPKG_INSTROOT" pkgname="$(basename ${1%.*})" ret=0 i
+	local filelist="$root/usr/lib/opkg/info/$pkgname.list"
+	if [ -z "$root" ] && grep -q "^/etc/uci-defaults/" "$filelist"; then
+		for i in $(grep "^/etc/uci-defaults/" "$filelist"); do
+			( [ -f "$i" ] && cd "$(dirname "$i")" && . "$i" ) && rm -f "$i"
+		done
+		uci commit
+	fi
+	if [ -f "$root/usr/lib/opkg/info/$pkgname.postinst-pkg" ]; then
+		( . "$root/usr/lib/opkg/info/$pkgname.postinst-pkg" )
 		ret=$?
 	fi
+	for i in $(grep "^/etc/init.d/" "$filelist"); do
+		if [ -n "$root" ]; then
+			echo "rc.common $i enable (image)" >> "$MAPE_TEST_LOG"
+		else
+			[ "$PKG_UPGRADE" = "1" ] || "$i" enable
+			"$i" start
+		fi
+	done
 	return $ret
 }
 default_prerm() {
 	echo "default_prerm $*" >> "$MAPE_TEST_LOG"
-	local pkgname="$(basename ${1%.*})"
-	local ret=0
-	if [ -f "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.prerm-pkg" ]; then
-		( . "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.prerm-pkg" )
+	local root="$IPKG_INSTROOT" pkgname="$(basename ${1%.*})" ret=0 i
+	local filelist="$root/usr/lib/opkg/info/$pkgname.list"
+	if [ -f "$root/usr/lib/opkg/info/$pkgname.prerm-pkg" ]; then
+		( . "$root/usr/lib/opkg/info/$pkgname.prerm-pkg" )
 		ret=$?
 	fi
+	for i in $(grep "^/etc/init.d/" "$filelist"); do
+		if [ -n "$root" ]; then
+			echo "rc.common $i disable (image)" >> "$MAPE_TEST_LOG"
+		else
+			[ "$PKG_UPGRADE" = "1" ] || "$i" disable
+			"$i" stop
+		fi
+	done
 	return $ret
 }
 '''
@@ -127,7 +153,11 @@ def test_image_build_touches_nothing(tmp_path, pkg, script, args):
     assert r.returncode == 0, r.stderr
     lines = log.read_text().splitlines()
     if script in ("postinst", "prerm"):
-        assert lines == ["default_%s %s %s" % (script, path, args)], lines
+        assert lines[0] == "default_%s %s %s" % (script, path, args), lines
+        # the rest is only default_*'s own rc.common enable/disable in the image
+        init = [p for p in ipk.files() if p.startswith("/etc/init.d/")]
+        verb = "enable" if script == "postinst" else "disable"
+        assert lines[1:] == ["rc.common %s %s (image)" % (p, verb) for p in sorted(init)], lines
     else:
         assert lines == []
 
@@ -146,28 +176,40 @@ def test_ipkg_no_script(tmp_path, synth_build):
 # --- live system: overlay of / + chroot -----------------------------------------------
 
 @pytest.fixture
-def live(tmp_path, synth_build):
+def live(tmp_path, real_build, synth_build):
+    """The real mape-py package's control files, file list, uci-defaults and firewall
+    teardown script; stubs for everything they call."""
     if not overlay_ok():
         pytest.skip("needs root, unshare and dash for the overlay chroot")
     lr = LiveRoot(tmp_path)
     lr.put("/lib/functions.sh", FUNCTIONS_SH, 0o644)
-    for name, ipk in (("mape-py", synth_build["mape-py"]),
+    for name, ipk in (("mape-py", real_build["mape-py"]),
                       ("luci-app-mape-py", synth_build["luci-app-mape-py"])):
         for script, text in _control_scripts(ipk).items():
             lr.put("/usr/lib/opkg/info/%s.%s" % (name, script), text)
         lr.put("/usr/lib/opkg/info/%s.list" % name, "\n".join(sorted(ipk.files())) + "\n", 0o644)
+    data = real_build["mape-py"]
+    for path in data.files():
+        if path.startswith("/etc/uci-defaults/") or path == UNINSTALL:
+            lr.put(path, data.read(path), data.files()[path][0])
     for svc in ("mape-py", "rpcd", "firewall", "network"):
         lr.put("/etc/init.d/" + svc, INIT_STUB % svc)
     lr.put("/usr/bin/mape-py", STUB % ("mape-py", '[ "$1 $2" = "daemon --remove" ] && [ -e /tmp/remove-fails ] && exit 1'))
     lr.put("/usr/sbin/uci", UCI_STUB)
     lr.put("/etc/mape-py/original/network", "config interface 'wan'\n", 0o644)
     lr.put("/var/run/mape-py/status.json", "{}", 0o644)
-    # the real firewall teardown script the package ships (prerm runs it)
-    lr.put(UNINSTALL, open(os.path.join(TOP, "files", UNINSTALL.lstrip("/")), "rb").read())
     probe = lr.run("true", {})
     if probe.returncode != 0:
         pytest.skip("overlay mount not possible here: %s" % probe.stderr.strip())
     return lr
+
+
+def _in_order(log, *events):
+    """events appear in log in this order (other lines may come between)."""
+    pos = 0
+    for e in events:
+        assert e in log[pos:], "%r not after position %d in %s" % (e, pos, log)
+        pos = log.index(e, pos) + 1
 
 
 LIVE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "MAPE_TEST_LOG": "/tmp/mape-test.log"}
@@ -182,22 +224,30 @@ def _run(live, command, **env):
 
 
 def test_live_install(live):
-    _run(live, "sh %s.postinst configure" % INFO, PKG_UPGRADE="0")
-    assert live.log() == ["default_postinst %s.postinst configure" % INFO,
-                          "/etc/init.d/rpcd reload"]
+    r = _run(live, "sh %s.postinst configure; ls /etc/uci-defaults 2>/dev/null" % INFO,
+             PKG_UPGRADE="0")
+    log = live.log()
+    assert log[0] == "default_postinst %s.postinst configure" % INFO
+    # uci-defaults (the firewall include) first, then our postinst-pkg, then the service
+    _in_order(log, "uci commit", "/etc/init.d/rpcd reload", "/etc/init.d/mape-py enable",
+              "/etc/init.d/mape-py start")
+    assert "/etc/init.d/mape-py restart" not in log
+    assert not [x for x in r.stdout.split() if "mape" in x], "uci-defaults not consumed"
 
 
 def test_live_upgrade_restarts_enabled_service(live):
     _run(live, "touch /tmp/mape-py-enabled; sh %s.postinst configure" % INFO, PKG_UPGRADE="1")
-    assert live.log() == ["default_postinst %s.postinst configure" % INFO,
-                          "/etc/init.d/rpcd reload",
-                          "/etc/init.d/mape-py enabled",
-                          "/etc/init.d/mape-py restart"]
+    log = live.log()
+    _in_order(log, "default_postinst %s.postinst configure" % INFO, "/etc/init.d/rpcd reload",
+              "/etc/init.d/mape-py enabled", "/etc/init.d/mape-py restart", "/etc/init.d/mape-py start")
+    assert "/etc/init.d/mape-py enable" not in log
 
 
 def test_live_upgrade_leaves_disabled_service(live):
     _run(live, "sh %s.postinst configure" % INFO, PKG_UPGRADE="1")
-    assert "/etc/init.d/mape-py restart" not in live.log()
+    log = live.log()
+    assert "/etc/init.d/mape-py restart" not in log
+    assert "/etc/init.d/mape-py enable" not in log
 
 
 def test_live_remove(live):
@@ -213,6 +263,8 @@ def test_live_remove(live):
         "uci -q delete firewall.mape_py",
         "uci -q commit firewall",
         "mape-py firewall remove",
+        "/etc/init.d/mape-py disable",
+        "/etc/init.d/mape-py stop",
         "/etc/init.d/rpcd reload",
     ]
     assert r.stdout == ""
@@ -223,7 +275,8 @@ def test_live_remove_without_include(live):
     log = live.log()
     assert "uci -q get firewall.mape_py" in log
     assert not [line for line in log if "commit" in line or "delete" in line]
-    assert log[-1] == "mape-py firewall remove"
+    assert log[-3:] == ["mape-py firewall remove", "/etc/init.d/mape-py disable",
+                        "/etc/init.d/mape-py stop"]
 
 
 def test_live_remove_keeps_originals_when_restore_fails(live):
@@ -237,10 +290,12 @@ def test_live_upgrade_prerm_keeps_everything(live):
     """opkg-lede does not call the old prerm on upgrade; if an opkg did, nothing is undone."""
     r = _run(live, "touch /tmp/uci-has-mape_py; sh %s.prerm upgrade 9.9-1; ls /etc/mape-py" % INFO,
              PKG_UPGRADE="1")
-    assert live.log() == ["default_prerm %s.prerm upgrade 9.9-1" % INFO]
+    assert live.log() == ["default_prerm %s.prerm upgrade 9.9-1" % INFO,
+                          "/etc/init.d/mape-py stop"]
     assert r.stdout.split() == ["original"]
 
 
 def test_live_luci_app_install_runs_its_uci_defaults_hook(live):
     _run(live, "sh /usr/lib/opkg/info/luci-app-mape-py.postinst configure", PKG_UPGRADE="0")
-    assert live.log() == ["default_postinst /usr/lib/opkg/info/luci-app-mape-py.postinst configure"]
+    assert live.log() == ["default_postinst /usr/lib/opkg/info/luci-app-mape-py.postinst configure",
+                          "uci commit"]
