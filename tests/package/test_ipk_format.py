@@ -206,9 +206,25 @@ def _sha(path):
 def test_two_builds_same_bytes(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764115200")
     a = build_ipk.build(str(tmp_path / "a"))
-    os.utime(os.path.join(TOP, "src", "mape", "__init__.py"))  # mtimes must not leak in
     b = build_ipk.build(str(tmp_path / "b"))
     assert [os.path.basename(p) for p in a] == [os.path.basename(p) for p in b]
+    for pa, pb in zip(a, b):
+        assert _sha(pa) == _sha(pb), os.path.basename(pa)
+
+
+def test_file_times_and_order_do_not_leak(tmp_path, monkeypatch):
+    """Same content, other mtimes and inode order -> same bytes."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764115200")
+    from pkg_helpers import SYNTH_FILES, SYNTH_LUCI, make_repo
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    top1 = make_repo(tmp_path / "one", files=SYNTH_FILES, luci=SYNTH_LUCI)
+    top2 = make_repo(tmp_path / "two", files=dict(reversed(list(SYNTH_FILES.items()))), luci=SYNTH_LUCI)
+    for root, _, names in os.walk(top2):
+        for n in names:
+            os.utime(os.path.join(root, n), (1000000000, 1000000000))
+    a = build_ipk.build(str(tmp_path / "a"), top=top1)
+    b = build_ipk.build(str(tmp_path / "b"), top=top2)
     for pa, pb in zip(a, b):
         assert _sha(pa) == _sha(pb), os.path.basename(pa)
 
