@@ -22,6 +22,7 @@ from mape.shell.uci import Uci
 from mape.shell.ubus import Ubus, classify, event_processes
 
 STATE_DIR = "/etc/mape-py"
+DELTA_DIR = "/tmp/.uci"   # the uci CLI's save dir: uncommitted `uci set` changes live here
 JOURNAL = STATE_DIR + "/journal"
 PACKAGES = ("network", "firewall")
 
@@ -42,9 +43,16 @@ class OpenWrt(Platform):
         self.interfaces = ()
         self.restart_at = None
         self.last_packages = []
+        self.payload = None      # last interface.update payload for wan6 (full status)
+        self._exports = None     # what current() read, reused by the apply() right after
 
     # -- observe ---------------------------------------------------------------------
     def observe(self, settings):
+        """The status netifd just sent with its interface.update notification when there
+        is one (same keys as `ubus call ... status`), otherwise a ubus call."""
+        payload, self.payload = self.payload, None
+        if isinstance(payload, dict) and "up" in payload:
+            return payload, None
         return self.ubus.call("network.interface.%s" % settings.wan6_iface, "status")
 
     def start_events(self, settings):
@@ -73,6 +81,11 @@ class OpenWrt(Platform):
                 reason = classify(value, self.interfaces)
                 if reason:
                     reasons.append(reason)
+                    body = value.get("interface.update")
+                    if isinstance(body, dict) and body.get("interface") == self.interfaces[0]:
+                        self.payload = body
+                    elif reason.startswith(self.interfaces[0] + " "):
+                        self.payload = None
                     if reason == "netifd restarted":
                         # our subscription died with the old object: subscribe again
                         for q in self.processes:
@@ -103,7 +116,18 @@ class OpenWrt(Platform):
     # -- compare ---------------------------------------------------------------------
     def current(self, settings):
         """{package: [Section]} as `uci export` shows them (InputError on garbage)."""
-        return {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
+        self._exports = None
+        if self._stale_deltas():
+            return {pkg: parse_export(self._committed(pkg), pkg) for pkg in PACKAGES}
+        self._exports = {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
+        return self._exports
+
+    def _stale_deltas(self):
+        return [pkg for pkg in PACKAGES if self.system.exists("%s/%s" % (DELTA_DIR, pkg))]
+
+    def _committed(self, package):
+        """The committed file (what `uci export` would show without the pending deltas)."""
+        return self.system.read(self._config(package)) or ""
 
     def pending(self, target, settings):
         return make_plan(target.uci, self.current(settings)).changes
@@ -173,17 +197,17 @@ class OpenWrt(Platform):
                     self._reload(packages)
                 except ApplyError as e:
                     lines.append("reload failed: %s" % e)
-        for pkg in PACKAGES:
-            if self.uci.changes(pkg):
-                lines.append("reverting uncommitted uci changes to %s left in the CLI's delta directory" % pkg)
-                self.uci.revert(pkg)
+        for pkg in self._stale_deltas():
+            lines.append("reverting uncommitted uci changes to %s left in the CLI's delta directory" % pkg)
+            self.uci.revert(pkg)
         return lines
 
     def apply(self, target, settings):
-        for pkg in PACKAGES:
-            if self.uci.changes(pkg):
-                self.uci.revert(pkg)
-        plan = make_plan(target.uci, self.current(settings))
+        exports, self._exports = self._exports, None
+        for pkg in self._stale_deltas():
+            self.uci.revert(pkg)
+            exports = None
+        plan = make_plan(target.uci, exports if exports is not None else self.current(settings))
         if plan.empty:
             return plan
         packages = list(plan.packages)
