@@ -1,0 +1,63 @@
+"""`mape-py doctor` on the fake router: each pitfall of the manual procedure is found and
+comes with its fix; a clean router passes."""
+import json
+import subprocess
+import sys
+
+
+def doctor(router):
+    p = subprocess.run([sys.executable, "-m", "mape", "doctor", "--json", "--root", router.root],
+                       env=router.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=60)
+    assert "Traceback" not in p.stderr
+    doc = json.loads(p.stdout)
+    return p.returncode, {c["code"]: c for c in doc["checks"]}
+
+
+def make_clean(router):
+    router.write("lib/netifd/proto/map.sh", "#!/bin/sh\nproto_map_setup() { :; }\n")
+    router.write("usr/sbin/mapcalc", "")
+    router.write("etc/board.json", '{"network": {"wan": {"device": "eth1", "protocol": "dhcp"}}}')
+    assert router.once().returncode == 0  # the daemon puts wan6pd into the zone
+
+
+def test_clean_router_passes(router):
+    make_clean(router)
+    rc, checks = doctor(router)
+    assert rc == 0, checks
+    assert set(checks) == {"map-package", "wan6-device", "ipv6-mode", "wan6-prefix", "acceleration",
+                           "wan6pd-zone", "map-sh-patched"}
+
+
+def test_every_pitfall_is_reported_with_a_fix(router):
+    make_clean(router)
+    net = router.read("etc/config/network").replace("option proto 'dhcpv6'\n\toption disabled '0'",
+                                                    "option proto 'static'\n\toption disabled '0'")
+    net = net.replace("option reqprefix 'auto'\n\toption device 'eth1'", "option reqprefix 'auto'\n\toption device 'br-lan'")
+    router.write("etc/config/network", net)
+    fw = router.read("etc/config/firewall").replace("option flow_offloading '0'", "option flow_offloading '1'")
+    fw = fw.replace("\tlist network 'wan6pd'\n", "")
+    router.write("etc/config/firewall", fw)
+    router.write("lib/netifd/proto/map.sh", "local MARK_BASE=0x00100000\njson_add_string mark x\n")
+    router.write("etc/firewall.user", "iptables -t mangle -A PREROUTING -j HMARK --hmark-tuple src\n")
+    router.write("sys/kernel/debug/hnat/hook_toggle", "1\n")
+    import os
+    os.unlink(router.path("usr/sbin/mapcalc"))
+    rc, checks = doctor(router)
+    assert rc == 1
+    bad = {code for code, c in checks.items() if not c["ok"]}
+    assert bad == {"map-package", "wan6-device", "ipv6-mode", "acceleration", "wan6pd-zone", "map-sh-patched",
+                   "firewall-user-hmark"}
+    for code in bad:
+        assert checks[code]["fix"]
+    assert "opkg install map" in checks["map-package"]["fix"]
+    assert "uci set network.wan6.device='eth1'" in checks["wan6-device"]["fix"]
+    assert "wan6 is on br-lan, the WAN port is eth1" in checks["wan6-device"]["message"]
+    assert "flow_offloading" in checks["acceleration"]["message"] and "mtkhnat" in checks["acceleration"]["message"]
+    assert "HMARK" in checks["firewall-user-hmark"]["message"]
+
+
+def test_garbage_config_is_a_check_not_a_crash(router):
+    router.write("etc/config/mape", "config mape\n\toption mtu 'x\n")
+    rc, checks = doctor(router)
+    assert rc == 1 and not checks["config"]["ok"]
