@@ -119,7 +119,10 @@ class StandinServer:
             from tests.luci.fixtures import calc_reply
             return [UBUS_OK, calc_reply(args.get("prefix", ""))]
         if method == "recompute":
-            return [UBUS_OK, {"result": "started"}]
+            # as files/usr/libexec/rpcd/mape answers (it sends SIGHUP to the daemon)
+            if self.status.get("running"):
+                return [UBUS_OK, {"ok": True}]
+            return [UBUS_OK, {"ok": False, "error": "mape-py daemon is not running"}]
         return [3]
 
     def _uci(self, method, args):

@@ -242,6 +242,14 @@ def test_recompute_button(page, server, shot):
     no_denied_calls(server)
 
 
+def test_recompute_when_the_daemon_is_down(page, server):
+    c = page(fixtures.stopped(), lang="ja")
+    c.find("#mape-recompute").click()
+    c.wait("return document.querySelector('.alert-message.error:not(.mape-down)') != null;")
+    assert text(c, ".alert-message.error:not(.mape-down)").endswith(
+        "再計算に失敗しました：mape-py daemon is not running")
+
+
 def test_calculator(page, server, shot):
     c = page(fixtures.ok())
     box = c.find("#mape-calc-prefix")
@@ -324,6 +332,9 @@ def test_settings_validation_explains_itself(page, server, shot):
     shot("10-settings-validation-en")
 
     # saving with invalid fields stops with LuCI's error dialog and writes nothing
+    # (leave the list input first: at the very bottom of the page its re-validation on blur
+    # makes the page reflow between chromedriver's mousedown and mouseup)
+    c.js("document.activeElement.blur();")
     c.find(".cbi-page-actions .cbi-button-save").click()
     c.wait("return document.body.classList.contains('modal-overlay-active');")
     assert "contains an invalid input value" in text(c, "#modal_overlay .modal")

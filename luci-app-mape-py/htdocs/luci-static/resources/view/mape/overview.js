@@ -55,7 +55,8 @@ function fmtRange(r) {
 }
 
 function isJapanese() {
-	return /^ja/.test(String(L.env.lang || ''));
+	/* LuCI sets <html lang="..."> to the UI language; some versions also export L.env.lang */
+	return /^ja/.test(String(L.env.lang || document.documentElement.getAttribute('lang') || ''));
 }
 
 function providerName(m) {
@@ -526,10 +527,10 @@ return view.extend({
 
 	handleRecompute: function(ev) {
 		return callRecompute().then(function(res) {
-			if (L.isObject(res) && !res.error)
+			if (L.isObject(res) && res.ok !== false && !res.error)
 				ui.addNotification(null, E('p', {}, [ _('mape-py is recomputing the mapping; the status updates in a few seconds.') ]), 'info');
 			else
-				ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(L.isObject(res) ? res.error : _('ubus error %d').format(res)) ]), 'error');
+				ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(L.isObject(res) ? (res.error || '?') : _('ubus error %d').format(res)) ]), 'error');
 		}, function(err) {
 			ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(err.message || err) ]), 'error');
 		});
@@ -612,9 +613,15 @@ return view.extend({
 
 		o = fw.option(form.DynamicList, 'nat_keep_out', _('Ports kept out of NAT'), _('Ports or ranges (5190-5199) of your port sets that LAN connections must not use, for example for port forwards.'));
 		o.validate = function(section_id, value) {
-			if (value == null || value === '')
-				return true;
-			return validatePort(String(value));
+			var items = Array.isArray(value) ? value : [ value ];
+			for (var i = 0; i < items.length; i++) {
+				if (items[i] == null || items[i] === '')
+					continue;
+				var res = validatePort(String(items[i]).trim());
+				if (res !== true)
+					return res;
+			}
+			return true;
 		};
 
 		o = fw.option(form.Flag, 'nat_guard', _('Leak guard'), _('Drop packets that would leave the tunnel untranslated: untracked packets and protocols without ports (GRE, ESP), which a shared IPv4 address cannot carry.'));
@@ -767,8 +774,14 @@ return view.extend({
 		});
 
 		return this.renderSettings().then(L.bind(function(formNode) {
+			var shown = JSON.stringify(st);
 			poll.add(function() {
 				return fetchStatus().then(function(next) {
+					/* redraw only on change: the page must not jump under the user's pointer */
+					var json = JSON.stringify(next);
+					if (json === shown)
+						return;
+					shown = json;
 					dom.content(statusNode, renderStatus(next));
 					dom.content(portsNode, renderPorts(next));
 				});
