@@ -201,3 +201,37 @@ def test_sigterm_clean_exit_and_status(router):
     assert router.read("var/run/mape-py/mape-py.pid") is None
     assert "ubus subscribe network.interface" in router.calls()
     assert "ubus listen network.interface ubus.object.add" in router.calls()
+
+
+def test_offload_warning_in_status(router):
+    router.write("etc/config/firewall", router.read("etc/config/firewall").replace(
+        "option flow_offloading '0'", "option flow_offloading '1'\n\toption flow_offloading_hw '1'"))
+    assert router.once().returncode == 0
+    warnings = {w["code"]: w["message"] for w in router.status()["warnings"]}
+    assert warnings["offload-enabled"].startswith("flow offloading is on (flow_offloading, flow_offloading_hw)")
+
+
+def test_remove_restores_the_originals(router):
+    assert router.once().returncode == 0
+    assert "wan6pd" in router.read("etc/config/network")
+    p = __import__("subprocess").run(router.argv("--remove"), env=router.env(), stdout=-1, stderr=-1,
+                                     universal_newlines=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "restored: network, firewall\n"
+    assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
+    assert router.read("etc/config/firewall") == open(os.path.join(SDATA, "firewall.initial")).read()
+    assert "mape_py" not in router.read("iptables/nat.json")
+
+
+def test_status_command_human_and_json(router):
+    import subprocess
+    import sys
+    assert router.once().returncode == 0
+    base = [sys.executable, "-m", "mape", "status", "--status-file", router.path("var/run/mape-py/status.json"),
+            "--pid-file", router.path("var/run/mape-py/mape-py.pid")]
+    p = subprocess.run(base + ["--json"], env=router.env(), stdout=-1, universal_newlines=True)
+    doc = json.loads(p.stdout)
+    assert doc["state"] == "stopped" and doc["running"] is False and doc["mapping"]["ipv4"] == "106.73.34.51"
+    p = subprocess.run(base, env=router.env(), stdout=-1, universal_newlines=True)
+    assert p.stdout.startswith("state     stopped")
+    assert "ipv4      106.73.34.51  psid 68  240 ports\n" in p.stdout
