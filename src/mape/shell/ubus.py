@@ -27,6 +27,20 @@ class Ubus:
             except Exception:
                 self._binding = None
 
+    _connected = False
+
+    def _connect(self, b):
+        """python3-ubus: connect() (libubus default socket), else the 21.02 / 23.05 paths."""
+        errors = []
+        for args in ((), ("/var/run/ubus/ubus.sock",), ("/var/run/ubus.sock",)):
+            try:
+                b.connect(*args)
+                self._connected = True
+                return
+            except Exception as e:
+                errors.append(str(e))
+        raise RuntimeError("; ".join(errors))
+
     @property
     def backend(self):
         return "python3-ubus" if self._binding else "ubus-cli"
@@ -36,14 +50,14 @@ class Ubus:
         if self._binding is not None:
             try:
                 b = self._binding
-                if not b.get_connected():
-                    b.connect()
+                if not self._connected:
+                    self._connect(b)
                 result = b.call(obj, method, args or {})
                 if not result:
                     return None, None
                 value = result[0]
                 return (value, None) if isinstance(value, dict) else (None, "ubus %s %s: not an object" % (obj, method))
-            except Exception as e:  # binding errors are RuntimeError/TypeError; fall back to the CLI
+            except Exception as e:  # binding errors: RuntimeError/TypeError/...; use the CLI from now on
                 if "not found" in str(e).lower():
                     return None, None
                 self._binding = None
