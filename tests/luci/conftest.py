@@ -40,10 +40,10 @@ def chrome():
 @pytest.fixture
 def page(server, chrome):
     """Open the MAP-E view with a given status document; returns the driver."""
-    def open_page(status=None, lang="en", mape_object=True):
+    def open_page(status=None, lang="en", mape_object=True, include=None):
         server.reset(status)
         server.mape_object = mape_object
-        chrome.get("%s/?lang=%s" % (server.url, lang))
+        chrome.get("%s/?lang=%s%s" % (server.url, lang, "&include=" + include if include else ""))
         chrome.wait("return document.body.getAttribute('data-view-ready') == '1' || "
                     "!!document.getElementById('luci-runtime-error')")
         err = chrome.js("var e = document.getElementById('luci-runtime-error'); return e ? e.textContent : null;")

@@ -186,7 +186,7 @@ class StandinServer:
                 if path == "/":
                     lang = params.get("lang", "en")
                     env = {"lang": lang, "view": "mape/overview", "pollinterval": int(params.get("poll", "1")),
-                           "ubuspath": "/ubus/"}
+                           "ubuspath": "/ubus/", "include": params.get("include")}
                     with open(os.path.join(STANDIN, "page.html"), encoding="utf-8") as f:
                         page = f.read().replace("{lang}", lang).replace("{env}", json.dumps(env))
                     return self._send(200, page, "text/html; charset=utf-8")

@@ -3,11 +3,16 @@ keeps to the LuCI client API shared by 21.02 and 23.05+."""
 import json
 import os
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from tests.luci import i18n
 from tests.luci.standin_server import Acl
 
 VIEW = os.path.join(i18n.VIEW_DIR, "view", "mape", "overview.js")
+CARD = os.path.join(i18n.VIEW_DIR, "view", "status", "include", "75_mape.js")
 
 
 def read(path):
@@ -38,8 +43,9 @@ def test_extractor_decodes_js_strings():
     assert i18n.extract(src) == ["a 'b' \u2192 c", "d", "%d of %d"]
 
 
-def test_view_requires_only_documented_luci_modules():
-    src = read(VIEW)
+@pytest.mark.parametrize("path", [VIEW, CARD], ids=["overview", "status-card"])
+def test_view_requires_only_documented_luci_modules(path):
+    src = read(path)
     header = re.findall(r"^'(use strict|require [^']+)';$", src, re.M)
     assert header[0] == "use strict"
     required = {h.split()[1] for h in header[1:]}
@@ -49,7 +55,7 @@ def test_view_requires_only_documented_luci_modules():
                       "async ", "await ", "L.ui.", "L.dom."):
         assert forbidden not in src, forbidden
     used_l = set(re.findall(r"\bL\.([a-zA-Z_]+)", src))
-    assert used_l <= {"env", "isObject", "bind", "resolveDefault", "toArray"}, used_l
+    assert used_l <= {"env", "isObject", "bind", "resolveDefault", "toArray", "url"}, used_l
     calls = set(re.findall(r"\b(?:ui|dom|poll|form)\.([a-zA-Z]+)", src))
     assert calls <= {"addNotification", "createHandlerFn", "content", "add", "Map", "NamedSection",
                      "TypedSection", "Flag", "Value", "ListValue", "DynamicList"}, calls
@@ -90,3 +96,12 @@ def test_makefile_is_a_luci_mk_app():
     assert re.search(r"^LUCI_PKGARCH:=all$", mk, re.M)
     assert re.search(r"^LUCI_TITLE:=.+", mk, re.M)
     assert re.search(r"^include \.\./\.\./luci\.mk$", mk, re.M)
+
+
+def test_uci_defaults_script():
+    path = os.path.join(i18n.APP, "root", "etc", "uci-defaults", "40_luci-mape-py")
+    assert os.stat(path).st_mode & 0o111
+    for sh in ("dash", "sh"):
+        exe = shutil.which(sh)
+        if exe:
+            subprocess.run([exe, "-n", path], check=True)

@@ -434,3 +434,24 @@ def test_every_state_renders_in_japanese_without_english_leftovers(page, state):
     labels = texts(c, "#mape-status tr[data-row] strong, #mape-view-headings, h3, .cbi-value-title")
     english = [x for x in labels if x and x.isascii() and x not in ("MAP-E", "PSID")]
     assert english == [], english
+
+
+def test_status_overview_card(page, shot):
+    c = page(fixtures.ok(), include="75_mape")
+    assert text(c, "#status-include h3") == "MAP-E"
+    rows = texts(c, "#status-include tr")
+    assert rows[0] == "Status\tMAP-E is working"
+    assert c.js("return document.querySelector('#status-include .mape-badge').getAttribute('data-health')") == "green"
+    assert "Shared IPv4 address\t106.73.34.51" in rows
+    assert "Port sets\tAll 15 port sets in use" in rows
+    assert "Ports\t55 of 240 ports in use (23%)" in rows
+    assert c.js("return document.querySelector('#status-include a').getAttribute('href')") == \
+        "/cgi-bin/luci/admin/services/mape"
+    shot("12-status-overview-card-en")
+
+    c = page(fixtures.stopped(), lang="ja", include="75_mape")
+    assert texts(c, "#status-include tr")[0] == "状態\tmape-py サービスが停止しています"
+    assert "事業者\tJPNE v6プラス" in texts(c, "#status-include tr")
+
+    c = page(fixtures.ok(), include="75_mape", mape_object=False)
+    assert c.js("return document.getElementById('status-include')") is None

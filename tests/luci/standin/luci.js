@@ -1014,6 +1014,9 @@
 		bind: function(fn, self) {
 			return Function.prototype.bind.apply(fn, [ self ].concat(Array.prototype.slice.call(arguments, 2)));
 		},
+		url: function() {
+			return [ this.env.scriptname || '/cgi-bin/luci' ].concat(Array.prototype.slice.call(arguments)).join('/');
+		},
 		isObject: function(v) { return (v != null && typeof(v) == 'object'); },
 		toArray: function(v) {
 			if (v == null) return [];
@@ -1090,6 +1093,16 @@
 		window.fetch('/i18n/' + L.env.lang + '.json').then(function(r) { return r.ok ? r.json() : {}; }).then(function(tr) {
 			catalog = tr || {};
 			Poll.start();
+			if (L.env.include) {
+				/* Status -> Overview: LuCI loads each include, then calls load() and render() */
+				return L.require('view.status.include.' + L.env.include).then(function(inc) {
+					return Promise.resolve(inc.load()).then(function(data) { return inc.render(data); }).then(function(node) {
+						var vp = document.getElementById('view');
+						DOM.content(vp, node ? E('div', { 'class': 'cbi-section', 'id': 'status-include' }, [ E('h3', {}, [ inc.title ]), node ]) : '');
+						document.body.setAttribute('data-view-ready', '1');
+					});
+				});
+			}
 			return L.require('view.' + L.env.view.replace(/\//g, '.'));
 		}).catch(function(e) { try { L.error(e); } catch (x) {} });
 	});
