@@ -323,6 +323,10 @@ class Daemon:
         self.signals.append(signum)
 
     def run(self, once=False):
+        if not once:
+            # before anything slow: a HUP/TERM during start-up must not kill us by default action
+            for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(signum, self._on_signal)
         self.load_settings()
         for line in self.platform.recover(self.settings):
             self.log.warning("%s", line)
@@ -350,8 +354,6 @@ class Daemon:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         old_wakeup = signal.set_wakeup_fd(wfd)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(signum, self._on_signal)
         sel = selectors.DefaultSelector()
         sel.register(rfd, selectors.EVENT_READ, "signal")
         registered = set()
@@ -386,6 +388,8 @@ class Daemon:
                 if restart is not None:
                     deadlines.append(now + restart)
                 timeout = max(0.0, min(deadlines) - now)
+                if self.signals:  # arrived before the wake-up fd existed, or during a cycle
+                    timeout = 0
                 try:
                     ready = sel.select(timeout)
                 except InterruptedError:
