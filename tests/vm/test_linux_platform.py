@@ -10,9 +10,6 @@ from mape.core.observe import observe
 from mape.platform import linux
 from mape.settings import Settings
 
-LINK = [{"ifindex": 3, "ifname": "eth1", "flags": ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], "mtu": 1500,
-         "operstate": "UP", "link_type": "ether", "address": "7e:ea:c9:c2:b8:75"}]
-
 ADDRS_RA = [{"ifindex": 3, "ifname": "eth1", "flags": ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], "addr_info": [
     {"family": "inet6", "local": "240b:10:1234:5600:6a:4812:3400:5600", "prefixlen": 128, "scope": "global",
      "nodad": True, "valid_life_time": 4294967295, "preferred_life_time": 4294967295},
@@ -67,8 +64,7 @@ def settings():
 
 
 def answers(addrs, routes):
-    return {"ip -json link show dev eth1": json.dumps(LINK),
-            "ip -json -6 addr show dev eth1": json.dumps(addrs),
+    return {"ip -json -6 addr show dev eth1": json.dumps(addrs),
             "ip -json -6 route show table all type unreachable": json.dumps(routes)}
 
 
@@ -86,7 +82,8 @@ def test_observe_ra_skips_our_ce_deprecated_and_tentative():
 
 
 def test_observe_pd_from_the_unreachable_route_dhcpcd_installs():
-    system = FakeSystem(answers([{"ifindex": 3, "ifname": "eth1", "addr_info": []}], PD_ROUTES))
+    system = FakeSystem(answers([{"ifindex": 3, "ifname": "eth1", "flags": ["UP", "LOWER_UP"], "addr_info": []}],
+                                PD_ROUTES))
     status, _ = linux.Linux(system).observe(settings())
     assert status["ipv6-prefix"] == [{"address": "240b:10:3f6c:d400::", "mask": 56, "class": "dhcpcd"}]
     obs = observe(status, "eth1")
@@ -98,9 +95,7 @@ def test_observe_missing_device():
 
 
 def test_observe_link_down():
-    down = [dict(LINK[0], flags=["BROADCAST", "MULTICAST"])]
-    a = answers(ADDRS_RA, [])
-    a["ip -json link show dev eth1"] = json.dumps(down)
+    a = answers([dict(ADDRS_RA[0], flags=["BROADCAST", "MULTICAST"])], [])
     status, _ = linux.Linux(FakeSystem(a)).observe(settings())
     assert status["up"] is False
 
@@ -132,3 +127,90 @@ def test_classify_netlink_several_messages_and_garbage():
     assert linux.classify_netlink(a + b, 3) == ["address added/updated", "link removed"]
     assert linux.classify_netlink(b"\x01\x02", 3) == []
     assert linux.classify_netlink(struct.pack("=IHHII", 0, 20, 0, 0, 0), 3) == []
+
+
+# -- plan(): the exact `ip -batch` lines ------------------------------------------------------
+CE1, V41 = "240b:10:1234:5600:6a:4812:3400:5600", "106.72.18.52"
+CE2, V42 = "240b:10:abcd:ef00:6a:48ab:cd00:ef00", "106.72.171.205"
+BR = "2404:9200:225:100::64"
+SLAAC = {"family": "inet6", "local": "240b:10:1234:5600:7cea:c9ff:fec2:b875", "prefixlen": 64, "scope": "global"}
+
+
+def summary(ce, v4):
+    return {"ce": ce, "br": BR, "ipv4": v4, "device": "eth1", "port_sets": [[5472, 5487]]}
+
+
+def tunnel_link(ce, v4, mtu=1460, up=True):
+    return {"ifindex": 9, "link": "eth1", "ifname": "map-wan", "mtu": mtu,
+            "flags": ["POINTOPOINT", "NOARP", "UP", "LOWER_UP"] if up else ["POINTOPOINT", "NOARP"],
+            "linkinfo": {"info_kind": "ip6tnl", "info_data": {
+                "proto": "ipip6", "remote": BR, "local": ce, "link": "eth1", "ttl": 64,
+                "ip6_tnl_f_ign_encap_limit": True}},
+            "addr_info": [{"family": "inet", "local": v4, "prefixlen": 32, "scope": "global"}]}
+
+
+def system_with(links, default, state=None):
+    files = {linux.STATE: json.dumps(state)} if state else {}
+    return FakeSystem({"ip -json -d addr show": json.dumps(links),
+                       "ip -json -4 route show default": json.dumps(default)}, files)
+
+
+def eth1(*extra):
+    return {"ifindex": 3, "ifname": "eth1", "flags": ["UP", "LOWER_UP"], "addr_info": [SLAAC] + list(extra)}
+
+
+def ce_addr(ce):
+    return {"family": "inet6", "local": ce, "prefixlen": 128, "scope": "global", "nodad": True}
+
+
+def test_plan_cold_start():
+    p = linux.Linux(system_with([eth1()], []))
+    changes, batch = p.plan(summary(CE1, V41), settings())
+    assert batch == [
+        "addr replace %s/128 dev eth1 nodad" % CE1,
+        "link add name map-wan type ip6tnl mode ip4ip6 local %s remote %s dev eth1 encaplimit none" % (CE1, BR),
+        "link set map-wan mtu 1460 up",
+        "addr add %s/32 dev map-wan" % V41,
+        "route replace 0.0.0.0/0 dev map-wan",
+    ]
+    assert changes[0] == "CE %s/128 on eth1" % CE1
+
+
+def test_plan_nothing_when_the_system_matches():
+    state = {"applied": summary(CE1, V41)}
+    p = linux.Linux(system_with([eth1(ce_addr(CE1)), tunnel_link(CE1, V41)], [{"dst": "default", "dev": "map-wan"}],
+                                state))
+    assert p.plan(summary(CE1, V41), settings()) == ([], [])
+
+
+def test_plan_prefix_change_replaces_everything_of_the_old_mapping():
+    state = {"applied": summary(CE1, V41)}
+    p = linux.Linux(system_with([eth1(ce_addr(CE1)), tunnel_link(CE1, V41)], [{"dst": "default", "dev": "map-wan"}],
+                                state))
+    _, batch = p.plan(summary(CE2, V42), settings())
+    assert batch == [
+        "link del map-wan",
+        "addr replace %s/128 dev eth1 nodad" % CE2,
+        "addr del %s/128 dev eth1" % CE1,
+        "link add name map-wan type ip6tnl mode ip4ip6 local %s remote %s dev eth1 encaplimit none" % (CE2, BR),
+        "link set map-wan mtu 1460 up",
+        "addr add %s/32 dev map-wan" % V42,
+        "route replace 0.0.0.0/0 dev map-wan",
+    ]
+
+
+def test_plan_repairs_mtu_and_default_route_only():
+    state = {"applied": summary(CE1, V41)}
+    p = linux.Linux(system_with([eth1(ce_addr(CE1)), tunnel_link(CE1, V41, mtu=1500)],
+                                [{"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"}], state))
+    _, batch = p.plan(summary(CE1, V41), settings())
+    assert batch == ["link set map-wan mtu 1460 up", "route replace 0.0.0.0/0 dev map-wan"]
+
+
+def test_plan_rebuilds_a_tunnel_that_keeps_the_encap_limit():
+    state = {"applied": summary(CE1, V41)}
+    tun = tunnel_link(CE1, V41)
+    tun["linkinfo"]["info_data"]["ip6_tnl_f_ign_encap_limit"] = False
+    p = linux.Linux(system_with([eth1(ce_addr(CE1)), tun], [{"dst": "default", "dev": "map-wan"}], state))
+    _, batch = p.plan(summary(CE1, V41), settings())
+    assert batch[0] == "link del map-wan" and batch[1].startswith("link add name map-wan type ip6tnl")

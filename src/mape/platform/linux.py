@@ -114,38 +114,33 @@ class Linux(Platform):
     def observe(self, settings):
         dev = settings.wan6_iface
         try:
-            links = self.ip_json("link", "show", "dev", dev)
+            addrs = self.ip_json("-6", "addr", "show", "dev", dev)
+            if addrs is None or not addrs:
+                return None, None
+            routes = self.ip_json("-6", "route", "show", "table", "all", "type", "unreachable") or []
         except (CommandError, ApplyError) as e:
             return None, "cannot read %s: %s" % (dev, e)
-        if not links:
-            return None, None
-        link = links[0]
+        link = addrs[0]
         self.device = dev
         self.ifindex = link.get("ifindex")
         flags = link.get("flags") or []
         up = "UP" in flags and "LOWER_UP" in flags
         status = {"interface": dev, "up": up, "device": dev, "l3_device": dev, "proto": "linux",
                   "ipv6-address": [], "ipv6-prefix": []}
-        try:
-            addrs = self.ip_json("-6", "addr", "show", "dev", dev) or []
-            routes = self.ip_json("-6", "route", "show", "table", "all", "type", "unreachable") or []
-        except (CommandError, ApplyError) as e:
-            return None, "cannot read %s addresses: %s" % (dev, e)
         ours = self._our_ces()
-        for entry in addrs:
-            for a in entry.get("addr_info") or []:
-                if a.get("family") != "inet6" or a.get("scope") != "global":
-                    continue
-                if a.get("tentative") or a.get("dadfailed") or a.get("deprecated"):
-                    continue
-                local = a.get("local")
-                if not isinstance(local, str) or _norm6(local) in ours:
-                    continue
-                item = {"address": local, "mask": a.get("prefixlen")}
-                for src, dst in (("preferred_life_time", "preferred"), ("valid_life_time", "valid")):
-                    if isinstance(a.get(src), int) and a[src] < 0xffffffff:
-                        item[dst] = a[src]
-                status["ipv6-address"].append(item)
+        for a in link.get("addr_info") or []:
+            if a.get("family") != "inet6" or a.get("scope") != "global":
+                continue
+            if a.get("tentative") or a.get("dadfailed") or a.get("deprecated"):
+                continue
+            local = a.get("local")
+            if not isinstance(local, str) or _norm6(local) in ours:
+                continue
+            item = {"address": local, "mask": a.get("prefixlen")}
+            for src, dst in (("preferred_life_time", "preferred"), ("valid_life_time", "valid")):
+                if isinstance(a.get(src), int) and a[src] < 0xffffffff:
+                    item[dst] = a[src]
+            status["ipv6-address"].append(item)
         for r in routes:
             if r.get("protocol") not in ("dhcp", RTPROT_DHCP, str(RTPROT_DHCP)):
                 continue
@@ -214,68 +209,98 @@ class Linux(Platform):
         return list(dict.fromkeys(reasons))
 
     # -- compare ----------------------------------------------------------------------------
-    def _tunnel(self, name):
-        links = self.ip_json("-d", "link", "show", "dev", name)
-        if not links:
-            return None
-        link = links[0]
-        info = link.get("linkinfo") or {}
-        data = info.get("info_data") or {}
-        addrs = self.ip_json("-4", "addr", "show", "dev", name) or []
-        v4 = [a.get("local") for e in addrs for a in e.get("addr_info") or [] if a.get("family") == "inet"]
-        return {"kind": info.get("info_kind"), "local": data.get("local"), "remote": data.get("remote"),
-                "link": link.get("link"), "mtu": link.get("mtu"), "up": "UP" in (link.get("flags") or []),
-                "ipv4": v4, "encap_limit": data.get("encap_limit")}
-
-    def _default_routes(self):
-        return [r for r in (self.ip_json("-4", "route", "show", "default") or []) if r.get("dst") == "default"]
-
-    def _ce_on_device(self, ce, dev):
-        addrs = self.ip_json("-6", "addr", "show", "dev", dev) or []
-        for e in addrs:
-            for a in e.get("addr_info") or []:
-                if a.get("local") and _norm6(a["local"]) == _norm6(ce) and a.get("prefixlen") == 128:
-                    return not a.get("dadfailed")
-        return False
-
-    def differences(self, summary, settings):
-        """What differs between the system and ``summary`` (Target.summary()); [] = nothing."""
+    def look(self, settings):
+        """The system in two `ip` runs: {"tunnel": {...} or None, "addrs": {dev: [(addr, len,
+        flags)]}, "default": [route]}."""
         name = self.tunnel_name(settings)
-        dev = summary["device"]
-        out = []
-        tun = self._tunnel(name)
+        links = self.ip_json("-d", "addr", "show") or []
+        routes = self.ip_json("-4", "route", "show", "default") or []
+        view = {"tunnel": None, "addrs": {}, "default": [r for r in routes if r.get("dst") == "default"]}
+        for link in links:
+            ifname = link.get("ifname")
+            infos = link.get("addr_info") or []
+            view["addrs"][ifname] = [(_norm6(a["local"]) if a.get("family") == "inet6" else a.get("local"),
+                                      a.get("prefixlen"), a) for a in infos if a.get("local")]
+            if ifname == name:
+                info = link.get("linkinfo") or {}
+                data = info.get("info_data") or {}
+                view["tunnel"] = {
+                    "kind": info.get("info_kind"), "local": data.get("local"), "remote": data.get("remote"),
+                    "link": link.get("link"), "mtu": link.get("mtu"), "up": "UP" in (link.get("flags") or []),
+                    "proto": data.get("proto"), "ign_encap_limit": data.get("ip6_tnl_f_ign_encap_limit"),
+                    "ipv4": [a.get("local") for a in infos if a.get("family") == "inet"]}
+        return view
+
+    @staticmethod
+    def _has_ce(view, ce, dev):
+        ce = _norm6(ce)
+        return any(addr == ce and plen == 128 and not a.get("dadfailed")
+                   for addr, plen, a in view["addrs"].get(dev, []))
+
+    @staticmethod
+    def _tunnel_matches(tun, summary):
+        return (tun is not None and tun["kind"] == "ip6tnl" and tun["proto"] == "ipip6" and tun["ign_encap_limit"]
+                and _norm6(tun["local"]) == _norm6(summary["ce"])
+                and _norm6(tun["remote"]) == _norm6(summary["br"]) and tun["link"] == summary["device"])
+
+    def plan(self, summary, settings, view=None, state=None):
+        """([short description], [`ip -batch` lines]) that take the system to ``summary``."""
+        view = self.look(settings) if view is None else view
+        state = self.read_state() if state is None else state
+        name = self.tunnel_name(settings)
+        dev, ce, br, v4 = summary["device"], summary["ce"], summary["br"], summary["ipv4"]
+        changes, batch = [], []
+        tun = view["tunnel"]
+        if tun is not None and not self._tunnel_matches(tun, summary):
+            changes.append("tunnel %s: local %s -> %s, remote %s -> %s, dev %s -> %s" % (
+                name, tun["local"], ce, tun["remote"], br, tun["link"], dev))
+            batch.append("link del %s" % name)
+            tun = None
+        if not self._has_ce(view, ce, dev):
+            changes.append("CE %s/128 on %s" % (ce, dev))
+            batch.append("addr replace %s/128 dev %s nodad" % (ce, dev))
+        for old in sorted(self._our_ces(state) - {_norm6(ce)}):
+            if self._has_ce(view, old, dev):
+                changes.append("remove old CE %s" % old)
+                batch.append("addr del %s/128 dev %s" % (old, dev))
+        have_v4 = []
         if tun is None:
-            return ["create tunnel %s" % name]
-        if tun["kind"] != "ip6tnl" or _norm6(tun["local"]) != _norm6(summary["ce"]) or \
-                _norm6(tun["remote"]) != _norm6(summary["br"]) or tun["link"] != dev:
-            out.append("tunnel %s: %s -> %s (local %s -> %s)" % (name, tun["remote"], summary["br"], tun["local"],
-                                                               summary["ce"]))
-        if tun["mtu"] != settings.mtu:
-            out.append("tunnel MTU %s -> %s" % (tun["mtu"], settings.mtu))
-        if not tun["up"]:
-            out.append("tunnel up")
-        if tun["ipv4"] != [summary["ipv4"]]:
-            out.append("tunnel IPv4 %s -> %s" % (",".join(tun["ipv4"]) or "(none)", summary["ipv4"]))
-        if not self._ce_on_device(summary["ce"], dev):
-            out.append("CE address %s on %s" % (summary["ce"], dev))
-        stale = self._our_ces() - {_norm6(summary["ce"])}
-        for ce in sorted(stale):
-            if self._ce_on_device(ce, dev):
-                out.append("remove old CE address %s" % ce)
-        routes = self._default_routes()
-        if [r.get("dev") for r in routes] != [name]:
-            out.append("default route via %s" % name)
-        state = self.read_state().get("applied") or {}
-        if state.get("port_sets") != summary["port_sets"]:
-            out.append("port sets")
-        return out
+            if view["tunnel"] is None:
+                changes.append("create tunnel %s" % name)
+            batch.append("link add name %s type ip6tnl mode ip4ip6 local %s remote %s dev %s encaplimit none"
+                         % (name, ce, br, dev))
+            batch.append("link set %s mtu %d up" % (name, settings.mtu))
+        else:
+            have_v4 = tun["ipv4"]
+            if tun["mtu"] != settings.mtu or not tun["up"]:
+                changes.append("tunnel MTU %s -> %d, up" % (tun["mtu"], settings.mtu))
+                batch.append("link set %s mtu %d up" % (name, settings.mtu))
+        for old in have_v4:
+            if old != v4:
+                changes.append("tunnel IPv4 %s removed" % old)
+                batch.append("addr del %s/32 dev %s" % (old, name))
+        if v4 not in have_v4:
+            changes.append("tunnel IPv4 %s/32" % v4)
+            batch.append("addr add %s/32 dev %s" % (v4, name))
+        if tun is None or [r.get("dev") for r in view["default"]] != [name]:
+            if tun is not None:
+                changes.append("default route via %s" % name)
+            batch.append("route replace 0.0.0.0/0 dev %s" % name)
+        applied = state.get("applied") if isinstance(state.get("applied"), dict) else {}
+        if applied.get("port_sets") != summary["port_sets"] and not changes:
+            changes.append("port sets")
+        return changes, batch
+
+    def _run_batch(self, batch):
+        if batch:
+            self.system.run([self.ip_program, "-batch", "-"], input="".join(l + "\n" for l in batch))
 
     def current(self, settings):
         state = self.read_state().get("applied")
         return state if isinstance(state, dict) else None
 
     def pending(self, target, settings):
-        return self.differences(target.summary(), settings)
+        return self.plan(target.summary(), settings)[0]
 
     # -- apply ------------------------------------------------------------------------------
     def apply(self, target, settings):
@@ -285,18 +310,19 @@ class Linux(Platform):
         name = self.tunnel_name(settings)
         state = self.read_state()
         previous = state.get("applied") if isinstance(state.get("applied"), dict) else None
+        view = self.look(settings)
         saved_default = state.get("replaced_default")
         if saved_default is None:
-            saved_default = [r for r in self._default_routes() if r.get("dev") != name]
+            saved_default = [r for r in view["default"] if r.get("dev") != name]
+        changes, batch = self.plan(summary, settings, view, state)
         state.update({"applying": summary, "replaced_default": saved_default})
         self.write_state(state)
-        changes = []
         try:
-            self._converge(summary, settings, name, changes)
+            self._run_batch(batch)
         except (CommandError, ApplyError) as e:
             try:
                 if previous:
-                    self._converge(previous, settings, name, [])
+                    self._run_batch(self.plan(previous, settings)[1])
                 else:
                     self._teardown(settings, state)
             except (CommandError, ApplyError):
@@ -315,47 +341,6 @@ class Linux(Platform):
         self.last_state = summary
         return changes
 
-    def _converge(self, summary, settings, name, changes):
-        dev = summary["device"]
-        ce, br, v4 = summary["ce"], summary["br"], summary["ipv4"]
-        tun = self._tunnel(name)
-        if tun is not None and (tun["kind"] != "ip6tnl" or _norm6(tun["local"]) != _norm6(ce) or
-                                _norm6(tun["remote"]) != _norm6(br) or tun["link"] != dev):
-            self.ip("link", "del", name)
-            changes.append("deleted tunnel %s (%s -> %s)" % (name, tun["local"], tun["remote"]))
-            tun = None
-        # the CE address first: the tunnel's local end must be ours
-        if not self._ce_on_device(ce, dev):
-            self.ip("-6", "addr", "replace", "%s/128" % ce, "dev", dev, "nodad")
-            changes.append("CE %s/128 on %s" % (ce, dev))
-        for old in sorted(self._our_ces() - {_norm6(ce)}):
-            if self._ce_on_device(old, dev):
-                self.ip("-6", "addr", "del", "%s/128" % old, "dev", dev)
-                changes.append("removed old CE %s" % old)
-        if tun is None:
-            self.ip("-6", "tunnel", "add", name, "mode", "ip4ip6", "local", ce, "remote", br, "dev", dev,
-                    "encaplimit", "none")
-            changes.append("tunnel %s: ip4ip6 %s -> %s dev %s" % (name, ce, br, dev))
-            tun = self._tunnel(name)
-            if tun is None:
-                raise ApplyError("tunnel %s did not appear" % name)
-        if tun["mtu"] != settings.mtu:
-            self.ip("link", "set", name, "mtu", str(settings.mtu))
-            changes.append("MTU %d" % settings.mtu)
-        if not tun["up"]:
-            self.ip("link", "set", name, "up")
-            changes.append("%s up" % name)
-        for old in tun["ipv4"]:
-            if old != v4:
-                self.ip("-4", "addr", "del", "%s/32" % old, "dev", name, check=False)
-                changes.append("removed IPv4 %s" % old)
-        if v4 not in tun["ipv4"]:
-            self.ip("-4", "addr", "add", "%s/32" % v4, "dev", name)
-            changes.append("IPv4 %s/32 on %s" % (v4, name))
-        if [r.get("dev") for r in self._default_routes()] != [name]:
-            self.ip("-4", "route", "replace", "default", "dev", name)
-            changes.append("default route via %s" % name)
-
     def _teardown(self, settings, state):
         name = self.tunnel_name(settings)
         dev = None
@@ -365,11 +350,14 @@ class Linux(Platform):
                 dev = part["device"]
                 break
         dev = dev or settings.wan6_iface
-        if self._tunnel(name) is not None:
-            self.ip("link", "del", name)   # its addresses and routes go with it
-        for ce in self._our_ces(state):
-            if self._ce_on_device(ce, dev):
-                self.ip("-6", "addr", "del", "%s/128" % ce, "dev", dev, check=False)
+        view = self.look(settings)
+        batch = []
+        if view["tunnel"] is not None:
+            batch.append("link del %s" % name)   # its addresses and routes go with it
+        for ce in sorted(self._our_ces(state)):
+            if self._has_ce(view, ce, dev):
+                batch.append("addr del %s/128 dev %s" % (ce, dev))
+        self._run_batch(batch)
         for r in state.get("replaced_default") or []:
             argv = ["-4", "route", "replace", "default"]
             if r.get("gateway"):
@@ -382,20 +370,19 @@ class Linux(Platform):
 
     def verify(self, target, settings, timeout):
         summary = target.summary()
-        name = self.tunnel_name(settings)
 
         def ok():
-            tun = self._tunnel(name)
-            return bool(tun and tun["up"] and summary["ipv4"] in tun["ipv4"] and
-                        self._ce_on_device(summary["ce"], summary["device"]))
+            view = self.look(settings)
+            tun = view["tunnel"]
+            return bool(self._tunnel_matches(tun, summary) and tun["up"] and summary["ipv4"] in tun["ipv4"]
+                        and self._has_ce(view, summary["ce"], summary["device"]))
         return wait_until(ok, timeout, interval=0.2)
 
     def rollback(self, settings):
         state = self.read_state()
         previous = state.get("previous")
-        name = self.tunnel_name(settings)
         if isinstance(previous, dict):
-            self._converge(previous, settings, name, [])
+            self._run_batch(self.plan(previous, settings, state=state)[1])
             state["applied"] = previous
             state["previous"] = None
         else:
@@ -406,7 +393,7 @@ class Linux(Platform):
     def remove(self, settings):
         state = self.read_state()
         removed = []
-        if state or self._tunnel(self.tunnel_name(settings)) is not None:
+        if state or self.look(settings)["tunnel"] is not None:
             self._teardown(settings, state)
             removed.append("tunnel %s" % self.tunnel_name(settings))
         self.system.remove(STATE)
@@ -425,7 +412,7 @@ class Linux(Platform):
         name = self.tunnel_name(settings)
         out = {}
         try:
-            tun = self._tunnel(name)
+            tun = self.look(settings)["tunnel"]
         except (CommandError, ApplyError):
             tun = None
         tunnel = {"interface": settings.wan_iface, "device": name, "up": bool(tun and tun["up"])}
