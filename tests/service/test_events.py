@@ -120,3 +120,19 @@ def test_hotplug_ifupdate_prefixes_kicks_the_daemon(router):
     e = dict(env, ACTION="ifupdate", INTERFACE="wan6", IFUPDATE_PREFIXES="1", DEVICE="eth1")
     assert subprocess.run(["dash", script], env=e).returncode == 0
     wait_prefix(router, "240b:11:6666:7700::/56")
+
+
+def test_garbage_config_on_reload_keeps_the_last_good_settings(router):
+    router.write("etc/config/mape", "config mape 'config'\n\toption mtu '1454'\n\toption debounce '0'\n"
+                                    "\toption verify_timeout '3'\n")
+    p = started(router)
+    assert router.status()["settings"]["mtu"] == 1454
+    n = len(router.batches())
+    router.write("etc/config/mape", "config mape 'config'\n\toption mtu '1454\n")  # unbalanced quote
+    p.send_signal(signal.SIGHUP)
+    router.wait_for(lambda: any(w["code"] == "config-invalid" for w in router.status().get("warnings", [])),
+                    what="config-invalid warning")
+    st = router.status()
+    assert st["state"] == "ok" and st["settings"]["mtu"] == 1454
+    assert "invalid settings, keeping the last good ones: " in router.read("daemon.log")
+    assert len(router.batches()) == n
