@@ -8,10 +8,14 @@ checked against the app's rpcd ACL file as rpcd would, and recorded in ``calls``
 """
 import json
 import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.luci import i18n
+
+sys.path.insert(0, os.path.join(i18n.APP, "tools"))
+import po2lmo  # noqa: E402  (luci-app-mape-py/tools/po2lmo.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "standin")
@@ -200,12 +204,16 @@ class StandinServer:
                         return self._send(403, "no", "text/plain")
                     return self._file(os.path.join(i18n.VIEW_DIR, rel), "application/javascript")
                 if path.startswith("/i18n/") and path.endswith(".json"):
+                    # LuCI's admin/translations/<lang>: every entry of the installed
+                    # <name>.<lang>.lmo as {"%08x" key_id: text}; the .lmo is compiled here
+                    # from po/<lang>/mape.po with the app's po2lmo.py, as the package is.
                     lang = os.path.basename(path)[:-5]
                     po = i18n.po_path(lang)
                     catalog = {}
                     if lang != "en" and os.path.exists(po):
                         with open(po, encoding="utf-8") as f:
-                            catalog = i18n.parse_po(f.read())
+                            lmo = po2lmo.compile_po(f.read())
+                        catalog = {"%08x" % k: v for k, v in po2lmo.read_lmo(lmo).items()} if lmo else {}
                     return self._send(200, json.dumps(catalog), "application/json")
                 if path == "/favicon.ico":
                     return self._send(204, b"", "image/x-icon")

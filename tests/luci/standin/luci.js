@@ -218,8 +218,41 @@
 
 	var E = window.E = function() { return DOM.create.apply(DOM, arguments); };
 
+	/* Translations as LuCI delivers them: window.TR maps the SuperFastHash (8 hex digits) of
+	 * the whitespace-normalised msgid to the text, built from the installed .lmo catalogs. */
+	function sfh(s) {
+		var b = new TextEncoder().encode(s), len = b.length, h = len >>> 0, i = 0, tmp;
+		var u16 = function(o) { return b[o] | (b[o + 1] << 8); };
+		var s8 = function(o) { return b[o] > 127 ? b[o] - 256 : b[o]; };
+		if (!len)
+			return '00000000';
+		for (var n = len >> 2; n > 0; n--, i += 4) {
+			h = (h + u16(i)) >>> 0;
+			tmp = ((u16(i + 2) << 11) ^ h) >>> 0;
+			h = ((h << 16) ^ tmp) >>> 0;
+			h = (h + (h >>> 11)) >>> 0;
+		}
+		switch (len & 3) {
+		case 3:
+			h = (h + u16(i)) >>> 0; h = (h ^ (h << 16)) >>> 0;
+			h = (h ^ (s8(i + 2) << 18)) >>> 0; h = (h + (h >>> 11)) >>> 0; break;
+		case 2:
+			h = (h + u16(i)) >>> 0; h = (h ^ (h << 11)) >>> 0; h = (h + (h >>> 17)) >>> 0; break;
+		case 1:
+			h = (h + s8(i)) >>> 0; h = (h ^ (h << 10)) >>> 0; h = (h + (h >>> 1)) >>> 0;
+		}
+		h = (h ^ (h << 3)) >>> 0; h = (h + (h >>> 5)) >>> 0;
+		h = (h ^ (h << 4)) >>> 0; h = (h + (h >>> 17)) >>> 0;
+		h = (h ^ (h << 25)) >>> 0; h = (h + (h >>> 6)) >>> 0;
+		return (0x100000000 + h).toString(16).substr(1);
+	}
+	window.sfh = sfh;
+
 	var catalog = {};
-	window._ = function(s) { return (catalog.hasOwnProperty(s) && catalog[s] !== '') ? catalog[s] : s; };
+	window._ = function(s, c) {
+		var k = (c != null ? String(c).trim().replace(/[ \t\n]+/g, ' ') + '\u0001' : '') + String(s).trim().replace(/[ \t\n]+/g, ' ');
+		return catalog[sfh(k)] || s;
+	};
 	var _ = window._;
 
 	/* ---------- poll ---------- */
