@@ -19,12 +19,20 @@ SHELLS = [s for s in (["dash"], ["busybox", "sh"]) if shutil.which(s[0])]
 @pytest.fixture(params=[" ".join(s) for s in SHELLS])
 def plugin(request, tmp_path):
     shell = request.param.split()
+    shell[0] = shutil.which(shell[0])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     launcher = tmp_path / "mape-py"
     launcher.write_text("#!/bin/sh\nPYTHONPATH=%s exec %s -m mape \"$@\"\n" % (os.path.join(TOP, "src"), sys.executable))
     launcher.chmod(0o755)
     env = dict(os.environ, MAPE_PY_RUN_DIR=str(run_dir), MAPE_PY_BIN=str(launcher))
+    if shell[0].endswith("busybox"):
+        # busybox's applets, not the host's GNU tools, as on the router
+        bbin = tmp_path / "bbin"
+        bbin.mkdir()
+        for applet in ("sh", "cat", "sed", "head", "grep", "tr", "kill", "printf"):
+            os.symlink(shutil.which("busybox"), str(bbin / applet))
+        env["PATH"] = str(bbin)
 
     def call(*args, stdin=""):
         p = subprocess.run(shell + [PLUGIN] + list(args), input=stdin, env=env, stdout=subprocess.PIPE,
