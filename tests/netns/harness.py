@@ -228,9 +228,9 @@ table inet gl {
 table inet obs {
     chain post {
         type filter hook postrouting priority 300; policy accept;
-        oifname "%s" meta mark and 0x0000f00f != 0x00008001 counter comment "bad_mark"
-        oifname "%s" ct mark and 0x0000f000 != 0x00008000 counter comment "bad_ctmark"
-        oifname "%s" counter comment "seen"
+        iifname "rtr-lan" oifname "%s" meta mark and 0x0000f00f != 0x00008001 counter comment "bad_mark"
+        iifname "rtr-lan" oifname "%s" ct mark and 0x0000f000 != 0x00008000 counter comment "bad_ctmark"
+        iifname "rtr-lan" oifname "%s" counter comment "seen"
     }
 }
 """ % (WAN, WAN, WAN))

@@ -116,6 +116,69 @@ def tcp_hold(args):
         s.close()
 
 
+def tcp_seq(args):
+    """Open connections one after another to one ip:port, holding them, until the first
+    one fails (or n). Reports how many were up before the first failure."""
+    _nofile()
+    socks = []
+    ok = 0
+    for _ in range(args.n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        try:
+            s.connect((args.dst, args.port))
+        except OSError:
+            s.close()
+            break
+        socks.append(s)
+        ok += 1
+    print(json.dumps({"ok": ok}))
+    for s in socks:
+        s.close()
+
+
+def flows(args):
+    """Open N connections (concurrently, spread over the --dst list), report; on a stdin
+    line send --rounds small segments on each, report; on the next stdin line close."""
+    _nofile()
+    dsts = args.dst.split(",")
+    pending = []
+    for k in range(args.n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        s.connect_ex((dsts[k % len(dsts)], args.port))
+        pending.append(s)
+    socks = []
+    deadline = time.monotonic() + args.timeout
+    while pending and time.monotonic() < deadline:
+        _, w, _ = select.select([], pending, [], max(0.01, deadline - time.monotonic()))
+        for s in w:
+            pending.remove(s)
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                socks.append(s)
+            else:
+                s.close()
+    print(json.dumps({"ok": len(socks)}))
+    sys.stdout.flush()
+    sys.stdin.readline()
+    sent = 0
+    for _ in range(args.rounds):
+        for s in socks:
+            try:
+                s.send(b"x" * 100)
+                sent += 1
+            except OSError:
+                pass
+        time.sleep(0.05)
+    time.sleep(0.5)
+    print(json.dumps({"sent": sent}))
+    sys.stdout.flush()
+    sys.stdin.readline()
+    for s in socks + pending:
+        s.close()
+
+
 def tcp_short(args):
     """N short connections (connect, send a byte, close) spread over destinations."""
     _nofile()
@@ -231,7 +294,7 @@ def main(argv=None):
     a.add_argument("--ready", required=True)
     a.set_defaults(fn=server)
     for name, fn in (("tcp-hold", tcp_hold), ("tcp-short", tcp_short), ("udp-burst", udp_burst),
-                     ("icmp-burst", icmp_burst), ("raw", raw_proto)):
+                     ("icmp-burst", icmp_burst), ("raw", raw_proto), ("tcp-seq", tcp_seq), ("flows", flows)):
         a = sub.add_parser(name)
         a.add_argument("--dst", required=True)
         a.add_argument("--port", type=int, default=80)

@@ -151,7 +151,8 @@ def test_nft_structure():
     assert text.startswith("# mape-py")
     assert "table inet mape_py\ndelete table inet mape_py\n" in text
     assert "type nat hook postrouting priority 95;" in text
-    assert 'meta nfproto ipv4 oifname "map-wan" counter jump mape' in text
+    assert ('meta nfproto ipv4 oifname "map-wan" meta l4proto vmap '
+            '{ tcp : goto pick_tcp, udp : goto pick_udp, icmp : goto pick_icmp }') in text
     assert "numgen inc mod 15 vmap" in text
     hashed = render_nft(NatSpec.from_params("192.0.2.1", 5, 4, 8, wan_if="map-wan", strategy="hash"))
     assert "jhash ip saddr . tcp sport mod 4096" in hashed

@@ -423,15 +423,18 @@ def render_nft(spec):
         lines.extend("\t\t%s" % r for r in body)
         lines.append("\t}")
 
-    chain("srcnat", ['meta nfproto ipv4 oifname "%s" counter jump mape' % spec.wan_if],
+    # One rule decides every tunnel connection with ports; the next drops the rest
+    # (nft allows drop in a nat chain; nothing tunnel-bound falls through to fw4).
+    chain("srcnat", ['meta nfproto ipv4 oifname "%s" meta l4proto vmap '
+                     '{ tcp : goto pick_tcp, udp : goto pick_udp, icmp : goto pick_icmp }' % spec.wan_if,
+                     'meta nfproto ipv4 oifname "%s" counter drop comment "protocols without ports cannot '
+                     'share an IPv4"' % spec.wan_if],
           hook="type nat hook postrouting priority %d; policy accept;" % NFT_PRIORITY)
-    chain("mape", ["meta l4proto vmap { tcp : jump pick_tcp, udp : jump pick_udp, icmp : jump pick_icmp }",
-                   "counter drop comment \"protocols without ports cannot share an IPv4\""])
     n = len(spec.ranges)
     for proto in PROTOS:
         body = []
         if n == 1:
-            body.append("goto set_%s_0" % proto)
+            body.append("goto set_%s_0" % proto)    # (one range: no choice to make)
         elif spec.strategy == "hash":
             key = "icmp id" if proto == "icmp" else "%s sport" % proto
             total = 1 << HASH_BITS

@@ -339,7 +339,7 @@ def _check_nft(spec):
     listing = _nft_table()
     if listing is None:
         return {"health": "missing", "detail": "no table inet %s" % core.NFT_TABLE}
-    jumps = len(re.findall(r"jump mape\b", listing))
+    jumps = len(re.findall(r"meta l4proto vmap", listing))
     if jumps == 0:
         return {"health": "missing", "detail": "table without its hook rule"}
     if jumps > 1:
