@@ -52,14 +52,31 @@ def ok():
             {"time": NOW - 3590, "event": "applied", "prefix": PREFIX, "ipv4": m["ipv4"]},
         ],
         "ports": {
-            "capacity": m["port_count"], "used": sum(USED),
-            "sets": [{"first": a, "last": b, "used": u} for (a, b), u in zip(m["port_sets"], USED)],
+            "capacity": m["port_count"], "used": sum(USED), "connections": sum(USED) + len(USED),
+            "sets": [{"first": a, "last": b, "used": u, "connections": u + 1} for (a, b), u in zip(m["port_sets"], USED)],
             "top_hosts": [{"host": "192.168.1.23", "count": 20}, {"host": "192.168.1.40", "count": 12},
                           {"host": "192.168.1.7", "count": 9}, {"host": "fe80::1c2d:3eff:fe4f:5a6b", "count": 2}],
             "kept_out": [[5190, 5190], [62530, 62533]],
         },
     })
     return st
+
+
+def leaking():
+    """Working, but conntrack shows connections on ports outside the sets (offload on)."""
+    st = ok()
+    st["ports"]["outside_sets"] = 4
+    st["warnings"] = [{"code": "offload-enabled", "message": "flow offloading is on (flow_offloading_hw)"}]
+    return st
+
+
+def daemon_doc(name):
+    """A status document recorded from mape-py's daemon and rpcd plugin on the service tier's
+    fake router (tests/service/show_status.py), stored in tests/luci/data/."""
+    import json
+    import os
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", name), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def applying():

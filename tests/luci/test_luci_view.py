@@ -455,3 +455,69 @@ def test_status_overview_card(page, shot):
 
     c = page(fixtures.ok(), include="75_mape", mape_object=False)
     assert c.js("return document.getElementById('status-include')") is None
+
+
+def test_leaking_ports_are_red(page, shot):
+    c = page(fixtures.leaking())
+    leak = text(c, ".mape-leak")
+    assert leak.startswith("Ports leak: 4 connections use source ports outside your port sets.")
+    assert c.js("return getComputedStyle(document.querySelector('.mape-leak')).backgroundColor") != "rgba(0, 0, 0, 0)"
+    assert "70 connections" in text(c, ".mape-ports-summary")
+    c.js("document.getElementById('mape-ports-section').scrollIntoView()")
+    shot("13-leak-en")
+
+
+# documents recorded from the real daemon + rpcd plugin (tests/service/show_status.py)
+
+def test_daemon_document_pd56(page, server):
+    c = page(fixtures.daemon_doc("daemon-ok-pd56.json"))
+    h = health(c)
+    assert h["state"][:2] == ("green", GREEN) and "IPv4 106.73.34.51 with 240 ports" in h["state"][2]
+    assert h["tunnel"][:2] == ("green", GREEN) and h["firewall"][:2] == ("green", GREEN)
+    assert "one jump, 14 chains, 63 rules" in h["firewall"][2]
+    summary = text(c, ".mape-ports-summary")
+    assert "3 of 15 port sets in use" in summary and "3 of 240 ports in use (1%)" in summary
+    assert c.js("return document.querySelector('.mape-ports-summary .mape-badge').getAttribute('data-health')") == "amber"
+    cells = c.js("return Array.from(document.querySelectorAll('.mape-strip-cell')).map(function(e) {"
+                 " return e.getAttribute('data-used'); });")
+    assert cells == ["1", "1", "1"] + ["0"] * 12
+    assert [x.split("\t")[:2] for x in texts(c, "tr.mape-host")] == [["192.168.8.23", "2"], ["192.168.8.40", "1"]]
+    # the daemon's document has no ports.kept_out: the configured list is shown
+    assert text(c, ".mape-kept-out").startswith("5190")
+    assert [x.split("\t")[1] for x in texts(c, "#mape-status .mape-history tr:not(.table-titles)")] == \
+        ["Configuration applied", "Prefix changed"]
+
+
+def test_daemon_document_unsupported_prefix(page):
+    c = page(fixtures.daemon_doc("daemon-unsupported-prefix.json"), lang="ja")
+    h = health(c)
+    assert h["state"][:2] == ("red", RED)
+    assert "この IPv6 プレフィックスに対応する MAP-E ルールがありません" in h["state"][2]
+    assert "no MAP-E rule covers 2a01:4f8:c0c:1200::/56" in h["state"][2]
+    assert text(c, ".mape-noports") == "ポートセットはまだありません：MAP-E が設定されていません。"
+    row = texts(c, "#mape-status .mape-history tr:not(.table-titles)")[0].split("\t")
+    assert row[1:] == ["プレフィックス変更", "2a01:4f8:c0c:1200::/56", "-"]
+
+
+def test_daemon_down_through_the_real_rpcd_plugin(page, tmp_path):
+    """The recorded document, then the rpcd plugin run with no daemon: what LuCI gets."""
+    import json
+    import os
+    import subprocess
+    run = tmp_path / "run"
+    run.mkdir()
+    from mape.shell.statusfile import dumps      # the daemon's own serialisation
+    (run / "status.json").write_text(dumps(fixtures.daemon_doc("daemon-ok-pd56.json")), encoding="utf-8")
+    plugin = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "files", "usr", "libexec", "rpcd", "mape")
+    if not os.path.exists(plugin):
+        pytest.skip("mape-py's rpcd plugin is not in this tree")
+    out = subprocess.run(["sh", plugin, "call", "status"], env=dict(os.environ, MAPE_PY_RUN_DIR=str(run)),
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    doc = json.loads(out)
+    assert doc["running"] is False and doc["state"] == "stopped"
+    c = page(doc)
+    assert text(c, ".mape-down").startswith("The mape-py service is not running.")
+    h = health(c)
+    assert h["state"][:2] == ("red", RED)
+    assert h["tunnel"][:2] == ("grey", GREY) and "(last known)" in h["tunnel"][2]

@@ -5,6 +5,7 @@
 'require rpc';
 'require ui';
 'require form';
+'require uci';
 
 /*
  * Services -> MAP-E: live status, port-set usage, settings and a calculator.
@@ -341,8 +342,15 @@ function renderPorts(st) {
 				all ? _('All %d port sets in use').format(sets.length)
 				    : _('%d of %d port sets in use').format(inUse, sets.length)),
 			' \u00a0 ',
-			_('%d of %d ports in use (%d%%)').format(used, capacity, capacity ? Math.round(used * 100 / capacity) : 0)
+			_('%d of %d ports in use (%d%%)').format(used, capacity, capacity ? Math.round(used * 100 / capacity) : 0),
+			(p && p.connections != null) ? ', ' + _('%d connections').format(p.connections) : ''
 		]));
+
+		if (p && p.outside_sets > 0)
+			out.push(E('div', { 'class': 'alert-message error mape-leak' }, [
+				E('strong', {}, [ _('Ports leak:') ]), ' ',
+				_('%d connections use source ports outside your port sets. The provider\'s border relay drops them, and replies could go to another customer. Check flow offloading / hardware acceleration and the NAT rules.').format(p.outside_sets)
+			]));
 
 		/* one block per set, coloured when the set carries connections: a row without
 		 * grey gaps shows at a glance that every set is in use */
@@ -371,45 +379,55 @@ function renderPorts(st) {
 	out.push(E('table', { 'class': 'table mape-sets' }, [
 		E('tr', { 'class': 'tr table-titles' }, [
 			E('th', { 'class': 'th' }, [ _('Port range') ]),
+			E('th', { 'class': 'th' }, [ _('Ports in use') ]),
 			E('th', { 'class': 'th' }, [ _('Connections') ]),
-			E('th', { 'class': 'th', 'style': 'width:50%' }, [ _('Usage') ])
+			E('th', { 'class': 'th', 'style': 'width:45%' }, [ _('Usage') ])
 		])
 	].concat(sets.map(function(s) {
 		var size = s.last - s.first + 1;
 		return E('tr', { 'class': 'tr mape-set' }, [
 			E('td', { 'class': 'td' }, [ fmtRange([ s.first, s.last ]) ]),
 			E('td', { 'class': 'td' }, [ '%d / %d'.format(s.used, size) ]),
+			E('td', { 'class': 'td' }, [ s.connections != null ? String(s.connections) : '-' ]),
 			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size)) ])
 		]);
 	}))));
 
 	if (p && Array.isArray(p.top_hosts) && p.top_hosts.length) {
-		var top = p.top_hosts[0].count || 1;
+		var total = p.connections || capacity;
 		out.push(E('h4', {}, [ _('Busiest LAN hosts') ]));
 		out.push(E('table', { 'class': 'table mape-hosts' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
 				E('th', { 'class': 'th' }, [ _('Host') ]),
 				E('th', { 'class': 'th' }, [ _('Connections') ]),
-				E('th', { 'class': 'th', 'style': 'width:50%' }, [ _('Share of the ports') ])
+				E('th', { 'class': 'th', 'style': 'width:50%' }, [ _('Share of all connections') ])
 			])
 		].concat(p.top_hosts.map(function(h) {
 			return E('tr', { 'class': 'tr mape-host' }, [
 				E('td', { 'class': 'td' }, [ h.host ]),
 				E('td', { 'class': 'td' }, [ String(h.count) ]),
-				E('td', { 'class': 'td' }, [ bar(h.count, capacity, '%d / %d'.format(h.count, capacity)) ])
+				E('td', { 'class': 'td' }, [ bar(h.count, total, '%d / %d'.format(h.count, total)) ])
 			]);
 		}))));
 	}
 
-	if (p && Array.isArray(p.kept_out) && p.kept_out.length) {
+	var kept = (p && Array.isArray(p.kept_out)) ? p.kept_out.map(fmtRange) : configuredKeptOut();
+	if (kept.length) {
 		out.push(E('h4', {}, [ _('Ports kept out of NAT') ]));
 		out.push(E('p', { 'class': 'mape-kept-out' }, [
-			p.kept_out.map(fmtRange).join(', '), E('br'),
+			kept.join(', '), E('br'),
 			E('small', {}, [ _('These ports are never used as source ports for LAN connections, so they stay free for port forwards and services on the router.') ])
 		]));
 	}
 
 	return out;
+}
+
+/* nat_keep_out of /etc/config/mape, for status documents without ports.kept_out */
+function configuredKeptOut() {
+	var v = uci.get('mape', 'config', 'nat_keep_out');
+	return L.toArray(v).join(' ').split(/[\s,]+/).filter(function(x) { return /^\d+(?:[-:]\d+)?$/.test(x); })
+		.map(function(x) { return x.replace(/[-:]/, '\u2013'); });
 }
 
 function renderCalcResult(res) {
@@ -522,7 +540,9 @@ function numberOption(s, section_id, name) {
 
 return view.extend({
 	load: function() {
-		return fetchStatus();
+		return Promise.all([ fetchStatus(), L.resolveDefault(uci.load('mape'), null) ]).then(function(res) {
+			return res[0];
+		});
 	},
 
 	handleRecompute: function(ev) {
