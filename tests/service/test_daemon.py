@@ -211,16 +211,39 @@ def test_offload_warning_in_status(router):
     assert warnings["offload-enabled"].startswith("flow offloading is on (flow_offloading, flow_offloading_hw)")
 
 
-def test_remove_restores_the_originals(router):
+def test_remove_undoes_only_what_mape_py_owns(router):
     assert router.once().returncode == 0
     assert "wan6pd" in router.read("etc/config/network")
+    # the user edits other things afterwards: they must survive the removal
+    router.write("etc/config/network", router.read("etc/config/network").replace(
+        "option ipaddr '192.168.8.1'", "option ipaddr '192.168.50.1'"))
+    router.write("etc/config/firewall", router.read("etc/config/firewall") +
+                 "\nconfig redirect\n\toption name 'nas'\n\toption src_dport '8443'\n")
+    router.clear_calls()
     p = __import__("subprocess").run(router.argv("--remove"), env=router.env(), stdout=-1, stderr=-1,
                                      universal_newlines=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout == "restored: network, firewall\n"
-    assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
-    assert router.read("etc/config/firewall") == open(os.path.join(SDATA, "firewall.initial")).read()
+    assert router.batches() == [
+        "set network.wan.proto='dhcp'\n"
+        "delete network.wan.maptype\ndelete network.wan.peeraddr\ndelete network.wan.ipaddr\n"
+        "delete network.wan.ip4prefixlen\ndelete network.wan.ip6prefix\ndelete network.wan.ip6prefixlen\n"
+        "delete network.wan.ealen\ndelete network.wan.psidlen\ndelete network.wan.offset\n"
+        "delete network.wan.legacymap\ndelete network.wan.mtu\ndelete network.wan.tunlink\n"
+        "delete network.wan6pd\n"
+        "del_list firewall.@zone[1].network='wan6pd'\n"]
+    expected_net = open(os.path.join(SDATA, "network.initial")).read().replace(
+        "option ipaddr '192.168.8.1'", "option ipaddr '192.168.50.1'")
+    assert router.read("etc/config/network") == expected_net
+    fw = router.read("etc/config/firewall")
+    assert "wan6pd" not in fw and "option src_dport '8443'" in fw
     assert "mape_py" not in router.read("iptables/nat.json")
+    # nothing left to undo: a second removal writes nothing
+    router.clear_calls()
+    p = __import__("subprocess").run(router.argv("--remove"), env=router.env(), stdout=-1, stderr=-1,
+                                     universal_newlines=True, timeout=120)
+    assert p.stdout == "restored: nothing (no saved originals or nothing to undo)\n"
+    assert router.batches() == []
 
 
 def test_status_command_human_and_json(router):

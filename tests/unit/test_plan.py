@@ -102,3 +102,22 @@ def test_target_status_view():
     assert st["network.wan6pd"]["ip6addr"] == ["240b:11:2233:4400::1001"]
     assert st["firewall.zone[wan]"] == {"masq": "1", "mtu_fix": "1", "network+": ["wan6pd"]}
     assert t.summary()["ipv4"] == "106.73.34.51"
+
+
+def test_undo_plan_restores_only_owned_values():
+    from mape.core.plan import undo_plan
+    original = current(
+        "config interface 'wan'\n\toption proto 'map'\n\toption rule 'old'\n\toption mtu '1280'\n"
+        "config interface 'wan6pd'\n\toption proto 'static'\n\tlist ip6addr 'a::1'\n\tlist ip6addr 'a::2'\n",
+        "config zone\n\toption name 'wan'\n\toption network 'wan wan6'\n")
+    now = current(
+        "config interface 'wan'\n\toption proto 'map'\n\toption mtu '1460'\n\toption tunlink 'wan6pd'\n\toption x 'y'\n"
+        "config interface 'wan6pd'\n\toption proto 'static'\n\tlist ip6addr 'b::1001'\n",
+        "config zone\n\toption name 'wan'\n\toption network 'wan wan6 wan6pd'\n\toption masq '1'\n")
+    p = undo_plan(Settings(), original, now)
+    assert p.batch_text() == (
+        "set network.wan.mtu='1280'\ndelete network.wan.tunlink\nset network.wan.rule='old'\n"
+        "delete network.wan6pd.ip6addr\nadd_list network.wan6pd.ip6addr='a::1'\nadd_list network.wan6pd.ip6addr='a::2'\n"
+        "set firewall.@zone[0].network='wan wan6'\ndelete firewall.@zone[0].masq\n")
+    assert p.packages == ["network", "firewall"]
+    assert undo_plan(Settings(), original, original).empty

@@ -14,7 +14,8 @@ def add_arguments(parser):
                         help="what to drive (default: openwrt when /etc/openwrt_release exists)")
     parser.add_argument("--once", action="store_true", help="one pass (recover, observe, apply, report), then exit")
     parser.add_argument("--remove", action="store_true",
-                        help="put back the network/firewall configs saved before mape-py's first change, then exit")
+                        help="undo what mape-py set in network/firewall (values from the configs saved "
+                             "before its first change; other edits stay), remove its NAT rules, exit")
     parser.add_argument("--config", default="/etc/config/mape", metavar="FILE", help="settings (default: %(default)s)")
     parser.add_argument("--status-file", default="/var/run/mape-py/status.json", metavar="FILE")
     parser.add_argument("--root", default="/", help=argparse_suppress())
@@ -41,7 +42,7 @@ def run(args):
     if args.remove:
         daemon.load_settings()
         restored = platform.remove(daemon.settings)
-        print("restored: %s" % (", ".join(restored) if restored else "nothing (no saved originals)"))
+        print("restored: %s" % (", ".join(restored) if restored else "nothing (no saved originals or nothing to undo)"))
         return 0
     state = daemon.run(once=args.once)
     if args.once:

@@ -209,3 +209,74 @@ class Target:
 
     def key(self):
         return (self.mapping.ipv4_text, self.mapping.psid, self.mapping.ce_text, self.device)
+
+
+WAN_OWNED = ("proto", "maptype", "peeraddr", "ipaddr", "ip4prefixlen", "ip6prefix", "ip6prefixlen", "ealen",
+             "psidlen", "offset", "legacymap", "mtu", "tunlink") + WAN_CONFLICTING
+WAN6PD_OWNED = ("proto", "device", "ip6addr", "ip6gw", "ip6prefix", "defaultroute")
+ZONE_OWNED = ("masq", "mtu_fix")
+
+
+def _restore_options(plan, path, owned, original, current):
+    for key in owned:
+        want = original.options.get(key) if original is not None else None
+        have = current.options.get(key)
+        if want == have:
+            continue
+        if want is None:
+            plan.commands.append("delete %s.%s" % (path, key))
+            plan.changes.append("delete %s.%s" % (path, key))
+        elif isinstance(want, list):
+            if have is not None:
+                plan.commands.append("delete %s.%s" % (path, key))
+            for item in want:
+                plan.commands.append("add_list %s.%s=%s" % (path, key, quote(item)))
+            plan.changes.append("%s.%s = %s (original)" % (path, key, " ".join(want)))
+        else:
+            plan.commands.append("set %s.%s=%s" % (path, key, quote(want)))
+            plan.changes.append("%s.%s -> %s (original)" % (path, key, want))
+
+
+def undo_plan(settings, original, current):
+    """The batch that puts back, from ``original`` ({package: [Section]} saved before
+    mape-py's first change), only what mape-py owns in ``current``: the wan options, the
+    wan6pd section, wan6pd in the zone and the zone's masq/mtu_fix. Everything else the
+    user changed since stays."""
+    plan = Plan()
+    net_o, net_c = original.get("network", []), current.get("network", [])
+    wan_c = _find(net_c, settings.wan_iface)
+    if wan_c is not None:
+        _restore_options(plan, "network.%s" % settings.wan_iface, WAN_OWNED, _find(net_o, settings.wan_iface), wan_c)
+    if settings.manage_wan6pd:
+        pd_o, pd_c = _find(net_o, settings.wan6pd_iface), _find(net_c, settings.wan6pd_iface)
+        if pd_c is not None and pd_o is None:
+            plan.commands.append("delete network.%s" % settings.wan6pd_iface)
+            plan.changes.append("delete network.%s" % settings.wan6pd_iface)
+        elif pd_c is not None:
+            _restore_options(plan, "network.%s" % settings.wan6pd_iface, WAN6PD_OWNED, pd_o, pd_c)
+    if plan.commands:
+        plan._touch("network")
+    before = len(plan.commands)
+    ref, zone_c = _find_zone(current.get("firewall", []), settings.fw_zone)
+    _, zone_o = _find_zone(original.get("firewall", []), settings.fw_zone)
+    if zone_c is not None:
+        path = "firewall.%s" % ref
+        if settings.manage_wan6pd:
+            had = []
+            for item in _as_list(zone_o.get("network") if zone_o is not None else None):
+                had.extend(item.split())
+            have = zone_c.get("network")
+            name = settings.wan6pd_iface
+            if name not in had and isinstance(have, list) and name in have:
+                plan.commands.append("del_list %s.network=%s" % (path, quote(name)))
+                plan.changes.append("zone %s: remove network %s" % (settings.fw_zone, name))
+            elif name not in had and isinstance(have, str) and name in have.split():
+                rest = [w for w in have.split() if w != name]
+                plan.commands.append(("set %s.network=%s" % (path, quote(" ".join(rest)))) if rest
+                                     else "delete %s.network" % path)
+                plan.changes.append("zone %s: remove network %s" % (settings.fw_zone, name))
+        if zone_o is not None:
+            _restore_options(plan, path, ZONE_OWNED, zone_o, zone_c)
+    if len(plan.commands) > before:
+        plan._touch("firewall")
+    return plan

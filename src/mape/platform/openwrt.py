@@ -210,6 +210,10 @@ class OpenWrt(Platform):
         plan = make_plan(target.uci, exports if exports is not None else self.current(settings))
         if plan.empty:
             return plan
+        self._transaction(plan)
+        return plan
+
+    def _transaction(self, plan):
         packages = list(plan.packages)
         for pkg in packages:
             text = self.system.read(self._config(pkg))
@@ -235,7 +239,6 @@ class OpenWrt(Platform):
             self._reload(packages)
         finally:
             self.system.remove(JOURNAL)
-        return plan
 
     def wan_status(self, settings):
         status, _ = self.ubus.call("network.interface.%s" % settings.wan_iface, "status")
@@ -253,18 +256,27 @@ class OpenWrt(Platform):
         self._reload(packages)
 
     def remove(self, settings):
-        """Put back the original configs mape-py saved before its first change."""
-        restored = []
+        """Undo what mape-py owns (wan options, wan6pd, the zone entries), taking the values
+        from the originals saved before its first change; the user's other edits stay.
+        Same transaction as apply(). Returns the packages changed."""
+        from mape.core.plan import undo_plan
+
+        original = {}
         for pkg in PACKAGES:
             text = self.system.read("%s/original/%s" % (STATE_DIR, pkg))
             if text is not None:
-                self.system.write_atomic("%s/backup/%s" % (STATE_DIR, pkg), text)
-                restored.append(pkg)
-        if restored:
-            self.last_packages = restored
-            self.rollback(settings)
+                original[pkg] = parse_export(text, pkg)
+        changed = []
+        if original:
+            for pkg in self._stale_deltas():
+                self.uci.revert(pkg)
+            plan = undo_plan(settings, original, self.current(settings))
+            self._exports = None
+            if not plan.empty:
+                self._transaction(plan)
+                changed = list(plan.packages)
         self.nat.remove()
-        return restored
+        return changed
 
     # -- report ----------------------------------------------------------------------
     def health(self, target, settings):
