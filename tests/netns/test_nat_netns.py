@@ -5,6 +5,7 @@ port (ICMP: identifier); the allowed set comes from the formula in harness.py, n
 mape.core. Both backends: iptables-legacy (fw3) and nftables (fw4).
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -250,3 +251,33 @@ def test_time_wait_opt_in_is_applied_and_restored(fresh):
     assert read() == "15"
     fresh.mape("remove", backend="nftables")
     assert read() == original
+
+
+def test_iptables_guard_sits_after_fw3_established_accept(fresh):
+    """On fw3 the guard jump goes right after RELATED,ESTABLISHED ACCEPT, so packets of
+    established connections never reach a mape-py rule."""
+    ipt = fresh.iptables
+    fresh.ex("rtr", [ipt, "-N", "forwarding_rule"])
+    try:
+        for chain in ("FORWARD", "OUTPUT"):
+            fresh.ex("rtr", [ipt, "-A", chain, "-j", "forwarding_rule"] if chain == "FORWARD" else
+                     [ipt, "-A", chain, "-o", "lo", "-j", "ACCEPT"])
+            fresh.ex("rtr", [ipt, "-A", chain, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"])
+            fresh.ex("rtr", [ipt, "-A", chain, "-p", "tcp", "-j", "ACCEPT"])
+        apply(fresh, "iptables")
+        apply(fresh, "iptables")
+        forward = [l for l in fresh.ruleset("iptables").splitlines() if l.startswith("-A FORWARD")]
+        assert len(forward) == 4 and "RELATED,ESTABLISHED" in forward[1] and "mape_py_guard" in forward[2]
+        got = fresh.traffic("tcp-hold", "--dst", DST, "-n", 40, "--hold", 0.5)
+        assert got["ok"] == 40
+        save = fresh.ex("rtr", [ipt + "-save", "-c", "-t", "filter"]).stdout
+        guard_hits = int(re.search(r"^\[(\d+):\d+\] -A FORWARD .*mape_py_guard", save, re.M).group(1))
+        accepted = int(re.search(r"^\[(\d+):\d+\] -A FORWARD .*RELATED,ESTABLISHED", save, re.M).group(1))
+        assert guard_hits == 40 and accepted >= 120      # one SYN each; the rest never reached us
+        fresh.mape("remove", backend="iptables")
+        forward = [l for l in fresh.ruleset("iptables").splitlines() if l.startswith("-A FORWARD")]
+        assert len(forward) == 3
+    finally:
+        for chain in ("FORWARD", "OUTPUT"):
+            fresh.ex("rtr", [ipt, "-F", chain])
+        fresh.ex("rtr", [ipt, "-X", "forwarding_rule"])

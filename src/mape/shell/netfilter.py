@@ -100,8 +100,14 @@ def _resolve(spec_or_backend, text=None, backend=None):
 # -- iptables ---------------------------------------------------------------------------
 def _ipt_state(table):
     """(our chains, [jump rule args in built-in chains as '-A CHAIN ...'])."""
+    chains, jumps, rules, _ = _ipt_state_full(table)
+    return chains, jumps, rules
+
+
+def _ipt_state_full(table):
+    """As _ipt_state, plus {built-in chain: [its other rules, in order]}."""
     out = _must(_save_argv(table))
-    chains, jumps, rules = [], [], {}
+    chains, jumps, rules, others = [], [], {}, {}
     for line in out.splitlines():
         if line.startswith(":") and line[1:].split()[0].startswith(core.CHAIN):
             chains.append(line[1:].split()[0])
@@ -112,7 +118,22 @@ def _ipt_state(table):
                 rules.setdefault(chain, []).append(line)
             elif chain in BUILTINS.get(table, ()) and re.search(r"-j %s(_\w+)?(\s|$)" % core.CHAIN, line):
                 jumps.append(line)
-    return chains, jumps, rules
+            elif chain in BUILTINS.get(table, ()):
+                others.setdefault(chain, []).append(line)
+    return chains, jumps, rules, others
+
+
+_ESTABLISHED = re.compile(r"--ctstate RELATED,ESTABLISHED\b.*-j ACCEPT$")
+
+
+def _guard_position(others, chain):
+    """Where the guard jump goes in a filter chain: right after fw3's
+    `--ctstate RELATED,ESTABLISHED -j ACCEPT` when there is one (then packets of
+    established connections never reach it), else first."""
+    for i, line in enumerate(others.get(chain, [])):
+        if _ESTABLISHED.search(line):
+            return i + 2
+    return 1
 
 
 def _ipt_transaction(text):
@@ -137,8 +158,16 @@ def _ipt_transaction(text):
             raise NetfilterError("unexpected line in iptables text: %r" % line[:80])
     out = []
     for table in TABLES:
-        chains, jumps, _ = _ipt_state(table)
+        chains, jumps, _, others = _ipt_state_full(table)
         want = wanted.get(table, {"chains": [], "jumps": [], "rules": []})
+        if table == "filter":
+            placed = []
+            for j in want["jumps"]:
+                parts = j.split()
+                if parts[0] == "-I" and len(parts) > 2 and parts[2] == "1":
+                    parts[2] = str(_guard_position(others, parts[1]))
+                placed.append(" ".join(parts))
+            want = dict(want, jumps=placed)
         if not want["chains"] and not chains and not jumps:
             continue
         stale = [c for c in chains if c not in want["chains"]]
