@@ -258,3 +258,13 @@ def test_status_command_human_and_json(router):
     p = subprocess.run(base, env=router.env(), stdout=-1, universal_newlines=True)
     assert p.stdout.startswith("state     stopped")
     assert "ipv4      106.73.34.51  psid 68  240 ports\n" in p.stdout
+
+
+def test_unreadable_network_config_is_an_error_not_an_empty_config(router):
+    os.makedirs(router.path("fail"))
+    router.write("fail/export-network", "")
+    p = router.once()
+    assert p.returncode == 1
+    assert router.batches() == []
+    st = router.status()
+    assert st["state"] == "error" and "uci -q export failed" in st["last_error"]["message"]

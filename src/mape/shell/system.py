@@ -3,14 +3,18 @@ a temp dir in the service tests). Commands are argv lists: nothing reaches a she
 import os
 import subprocess
 
+from mape.core.errors import MapeError
 
-class CommandError(Exception):
+
+class CommandError(MapeError):
+    """A system command failed (one line; exit code 1 for the CLI)."""
+
     def __init__(self, argv, returncode, stderr):
         self.argv = argv
         self.returncode = returncode
         self.stderr = (stderr or "").strip()
         first = self.stderr.splitlines()[0] if self.stderr else "exit status %s" % returncode
-        Exception.__init__(self, "%s failed: %s" % (" ".join(argv[:3]), first[:200]))
+        MapeError.__init__(self, "%s failed: %s" % (" ".join(argv[:3]), first[:200]))
 
 
 class System:

@@ -9,9 +9,16 @@ class Uci:
         self.program = program
 
     def export(self, package):
-        """Text of `uci -q export PACKAGE` ('' when the package does not exist)."""
-        rc, out, _ = self.system.run([self.program, "-q", "export", package], check=False)
-        return out if rc == 0 else ""
+        """Text of `uci -q export PACKAGE` ('' when the package does not exist). A failure
+        on an existing file (syntax error, I/O) raises CommandError: an unreadable config
+        must never be mistaken for an empty one."""
+        argv = [self.program, "-q", "export", package]
+        rc, out, err = self.system.run(argv, check=False)
+        if rc == 0:
+            return out
+        if not self.system.exists("/etc/config/%s" % package):
+            return ""
+        raise CommandError(argv, rc, err or "cannot read /etc/config/%s" % package)
 
     def batch(self, text):
         self.system.run([self.program, "batch"], input=text)
