@@ -50,3 +50,24 @@ def test_kill_at_step(router, new_config, step):
     assert r.returncode == 0, r.stderr
     assert pair(router) == new_config
     assert router.status()["state"] == "ok"
+
+
+def test_killed_again_during_the_recovery(router, new_config):
+    os.makedirs(router.path("hang"))
+    router.write("hang/commit-firewall", "")
+    p = router.start()
+    router.wait_for(lambda: os.path.exists(router.path("reached/commit-firewall")), what="commit-firewall")
+    router.kill_hard(p)
+    os.unlink(router.path("hang/commit-firewall"))
+    # the next start is killed in the middle of putting the backups back
+    router.write("hang/revert-firewall", "")
+    router.set_wan6(None)
+    p = router.start()
+    router.wait_for(lambda: os.path.exists(router.path("reached/revert-firewall")), what="revert during recovery")
+    assert "rolling-back" in router.read("etc/mape-py/journal")
+    router.kill_hard(p)
+    os.unlink(router.path("hang/revert-firewall"))
+    r = router.once()
+    assert "Traceback" not in r.stderr
+    assert pair(router) == OLD
+    assert router.read("etc/mape-py/journal") is None
