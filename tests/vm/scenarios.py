@@ -254,7 +254,7 @@ def scenario_d(line):
     counters2 = line.br_counters()
     st = status() or st
     stop_daemon(line)
-    return {"expect": exp, "status": status_brief(st), "ok": len(ok), "errors": errors[:5], "n_errors": len(errors),
+    return {"expect": exp, "status": status_brief(st), "n_ok": len(ok), "errors": errors[:5], "n_errors": len(errors),
             "distinct_ports": len(set(ports)), "all_ipv4_shared": all(r["ip"] == exp["ipv4"] for r in ok),
             "ports_outside": sorted(p for p in ports if not port_ok(p, exp["ports"])), "br": counters,
             "wall_seconds": round(wall, 1), "overflow_ok": len(ok2),
