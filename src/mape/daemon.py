@@ -206,6 +206,7 @@ class Daemon:
                 self._error(message)
                 self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
                                      "ipv4": mapping.ipv4_text})
+                self.health = self.platform.health(target, settings)
                 return
             self.failed_key = None
             self.history.append({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,

@@ -114,6 +114,7 @@ def test_rollback_when_the_tunnel_does_not_come_up(router):
     assert st["state"] == "error"
     assert "previous configuration restored" in st["last_error"]["message"]
     assert st["history"][-1]["event"] == "rolled-back"
+    assert st["tunnel"]["up"] is False
 
 
 def test_uci_commit_failure_leaves_the_old_config(router):
@@ -268,3 +269,15 @@ def test_unreadable_network_config_is_an_error_not_an_empty_config(router):
     assert router.batches() == []
     st = router.status()
     assert st["state"] == "error" and "uci -q export failed" in st["last_error"]["message"]
+
+
+def test_no_rollback_when_disabled_and_netifd_errors_shown(router):
+    router.write("etc/config/mape", "config mape 'config'\n\toption verify_timeout '2'\n\toption rollback '0'\n")
+    router.write("scenario/tunnel_fail", "")
+    p = router.once()
+    assert p.returncode == 1
+    assert "option tunlink 'wan6pd'" in router.read("etc/config/network")
+    st = router.status()
+    assert st["state"] == "error" and st["last_error"]["message"] == "wan did not come up with 106.73.34.51 within 2s"
+    assert st["tunnel"] == {"interface": "wan", "up": False, "errors": ["INVALID_MAP_RULE"],
+                            "expected_ipv4": "106.73.34.51"}

@@ -290,6 +290,11 @@ class OpenWrt(Platform):
             addrs = wan_status_ipv4(status)
             if addrs:
                 tunnel["ipv4"] = addrs[0]
+            errors = status.get("errors")
+            if isinstance(errors, list):
+                codes = [e.get("code") for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)]
+                if codes:
+                    tunnel["errors"] = codes[:5]   # netifd's, e.g. INVALID_MAP_RULE
             if target is not None:
                 tunnel["expected_ipv4"] = target.mapping.ipv4_text
         out["tunnel"] = tunnel
