@@ -256,6 +256,10 @@ class Daemon:
         try:
             self.ports = port_usage(self.platform.conntrack_text(), m.ipv4_text, m.port_sets)
             self.ports["time"] = int(self.clock())
+            nat = self.settings.nat if isinstance(self.settings.nat, dict) else {}
+            kept = [[int(a), int(b)] for a, b in (nat.get("kept_out") or [])]
+            if kept:  # allowed ports the NAT rules never use (option nat_keep_out)
+                self.ports["kept_out"] = kept
         except Exception as e:
             self.ports = {"error": str(e)}
 

@@ -281,3 +281,13 @@ def test_no_rollback_when_disabled_and_netifd_errors_shown(router):
     assert st["state"] == "error" and st["last_error"]["message"] == "wan did not come up with 106.73.34.51 within 2s"
     assert st["tunnel"] == {"interface": "wan", "up": False, "errors": ["INVALID_MAP_RULE"],
                             "expected_ipv4": "106.73.34.51"}
+
+
+def test_kept_out_ports_in_status_and_rules(router):
+    router.write("etc/config/mape", "config mape 'config'\n\toption verify_timeout '3'\n"
+                                    "\toption nat_keep_out '5190 9280-9281'\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    st = router.status()
+    assert st["ports"]["kept_out"] == [[5190, 5190], [9280, 9281]]
+    assert "106.73.34.51:5184-5189" in router.calls() and "106.73.34.51:5184-5199" not in router.calls()
