@@ -521,3 +521,29 @@ def test_daemon_down_through_the_real_rpcd_plugin(page, tmp_path):
     h = health(c)
     assert h["state"][:2] == ("red", RED)
     assert h["tunnel"][:2] == ("grey", GREY) and "(last known)" in h["tunnel"][2]
+
+
+def test_save_and_apply(page, server):
+    c = page(fixtures.ok())
+    retype(c, field("recheck"), "600")
+    c.js("document.activeElement.blur();")
+    c.find(".cbi-page-actions .cbi-button-apply").click()
+    wait_for(lambda: server.calls_to("uci", "confirm"), message="Save & Apply did not apply")
+    names = [(o, m) for o, m, _ in server.calls if o == "uci" and m in ("set", "apply", "confirm")]
+    assert names == [("uci", "set"), ("uci", "apply"), ("uci", "confirm")]
+    # LuCI writes a list's default when the option is unset: the daemon's defaults, made explicit
+    assert server.calls_to("uci", "set")[0][2]["values"] == {"recheck": "600", "nat_backend": "auto",
+                                                             "nat_strategy": "rr"}
+    no_denied_calls(server)
+
+
+def test_validation_messages_in_japanese(page, shot):
+    c = page(fixtures.ok(), lang="ja")
+    retype(c, field("mtu"), "abc")
+    assert field_state(c, field("mtu"))[1] == "MTU はバイト数を整数で入力します。例：1460"
+    retype(c, field("nat_mark_mask"), "0xf000")
+    assert "0x0000f000 と重なっています" in field_state(c, field("nat_mark_mask"))[1]
+    retype(c, field("nat_keep_out"), "0\n")
+    assert field_state(c, field("nat_keep_out"))[1] == "「0」：ポート番号は 1～65535 です。"
+    c.js("document.activeElement.blur(); document.querySelector(arguments[0]).scrollIntoView()", field("mtu"))
+    shot("14-settings-validation-ja")

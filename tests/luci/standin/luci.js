@@ -965,11 +965,15 @@
 			return el ? (el.isChecked() ? this.enabled : this.disabled) : null;
 		},
 		parse: function(sid) {
+			/* as LuCI: the default value of an optional/rmempty flag is removed, not written */
 			var fval = this.formvalue(sid), cval = this.cfgvalue(sid);
-			if (this.rmempty && fval == this.default && cval == null)
-				return Promise.resolve();
-			if (cval != fval)
+			if (fval == this.default && (this.optional || this.rmempty)) {
+				if (cval != null)
+					this.remove(sid);
+			}
+			else if (cval != fval) {
 				this.write(sid, fval);
+			}
 			return Promise.resolve();
 		}
 	});

@@ -343,7 +343,7 @@ function renderPorts(st) {
 				    : _('%d of %d port sets in use').format(inUse, sets.length)),
 			' \u00a0 ',
 			_('%d of %d ports in use (%d%%)').format(used, capacity, capacity ? Math.round(used * 100 / capacity) : 0),
-			(p && p.connections != null) ? ', ' + _('%d connections').format(p.connections) : ''
+			(p && p.connections != null) ? ' \u00a0 ' + _('%d connections').format(p.connections) : ''
 		]));
 
 		if (p && p.outside_sets > 0)
@@ -592,6 +592,7 @@ return view.extend({
 
 		o = s.option(form.Flag, 'manage_wan6pd', _('Manage wan6pd'), _('Let mape-py create the wan6pd interface that holds the CE address, as the provider\'s router would.'));
 		o.default = '1';
+		o.rmempty = false;
 
 		o = s.option(form.Value, 'mtu', _('Tunnel MTU'), _('1460 fits FLET\'S lines: 1500 bytes minus the 40-byte IPv6 header.'));
 		o.placeholder = '1460';
@@ -603,6 +604,7 @@ return view.extend({
 
 		o = s.option(form.Flag, 'rollback', _('Roll back on failure'), _('Restore the previous network configuration when wan does not come up with the new IPv4 address.'));
 		o.default = '1';
+		o.rmempty = false;
 
 		var fw = m.section(form.NamedSection, 'config', 'mape', _('Firewall and NAT'));
 		fw.addremove = false;
