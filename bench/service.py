@@ -20,7 +20,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "service"))
 sys.path.insert(0, os.path.join(TOP, "src"))
 
-from conftest import Router  # noqa: E402
+from fakerouter import Router  # noqa: E402
 
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))

@@ -11,7 +11,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from conftest import DATA, TOP, Router  # noqa: E402
+from fakerouter import DATA, TOP, Router  # noqa: E402
 
 CONNTRACK = (
     "ipv4     2 tcp      6 431999 ESTABLISHED src=192.168.8.23 dst=93.184.215.14 sport=51234 dport=443 "

@@ -5,7 +5,7 @@ import json
 import os
 import signal
 
-from conftest import SDATA
+from fakerouter import SDATA
 
 with open(os.path.join(SDATA, "batch_pd56.txt")) as f:
     BATCH_PD56 = f.read()

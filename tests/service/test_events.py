@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 
-from conftest import DATA, TOP
+from fakerouter import DATA, TOP
 
 PD56 = json.load(open(os.path.join(DATA, "wan6_status_dhcpv6_pd56.json")))
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SDATA, Router
+from fakerouter import SDATA, Router
 
 OLD = (open(os.path.join(SDATA, "network.initial")).read(), open(os.path.join(SDATA, "firewall.initial")).read())
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import TOP
+from fakerouter import TOP
 
 PLUGIN = os.path.join(TOP, "files/usr/libexec/rpcd/mape")
 SHELLS = [s for s in (["dash"], ["busybox", "sh"]) if shutil.which(s[0])]
