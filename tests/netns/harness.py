@@ -156,8 +156,20 @@ table inet strict {
     def leaked(self):
         return sum(self.leaks().values())
 
+    def settle(self, timeout=3.0):
+        """Wait until the router's TCP connections have finished closing (late FIN/ACKs
+        after a conntrack flush would be picked up as new connections and take ports)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listing = self.ex("rtr", ["conntrack", "-L", "-p", "tcp"], check=False).stdout
+            busy = [l for l in listing.splitlines() if l.strip() and " TIME_WAIT " not in l and " CLOSE " not in l]
+            if not busy:
+                return
+            time.sleep(0.1)
+
     def reset(self):
         """Between tests: forget connections and zero the BR counters."""
+        self.settle()
         self.ex("rtr", ["conntrack", "-F"], check=False)
         self.ex("br", ["conntrack", "-F"], check=False)
         self.ex("br", ["nft", "delete", "table", "inet", "strict"], check=False)
