@@ -132,6 +132,25 @@ def test_balance_many_short_connections(fresh, backend, strategy, bound):
     assert chi2 <= bound, (chi2, counts)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hash_keeps_a_source_in_its_range(fresh, backend):
+    """hash: the same source address and port land in the same range, whatever the destination."""
+    apply(fresh, backend, "--strategy", "hash")
+    sports = list(range(20001, 20061, 2))
+    dsts = fresh.server_ips[:4]
+    got = fresh.traffic("tcp-bound", "--dst", ",".join(dsts), "--sports", ",".join(map(str, sports)))
+    assert got == {"ok": len(sports) * len(dsts), "failed": 0}
+    assert fresh.leaked() == 0
+    per_source = {}
+    listing = fresh.ex("rtr", ["conntrack", "-L", "-p", "tcp"]).stdout
+    for sport, translated in re.findall(r"src=10\.77\.0\.2 dst=\S+ sport=(\d+) .*? dport=(\d+) ", listing):
+        per_source.setdefault(int(sport), set()).add(set_index(fresh, int(translated)))
+    assert sorted(per_source) == sports
+    per_source = list(per_source.values())
+    assert all(len(r) == 1 for r in per_source), per_source
+    assert len(set.union(*per_source)) >= 8          # and different sources spread out
+
+
 @pytest.mark.parametrize("strategy", ["rr", "hash"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_marks_outside_the_mask_survive(fresh, backend, strategy):

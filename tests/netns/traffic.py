@@ -179,6 +179,24 @@ def flows(args):
         s.close()
 
 
+def tcp_bound(args):
+    """For each source port in --sports, one short connection to each --dst."""
+    ok = failed = 0
+    for sport in [int(x) for x in args.sports.split(",")]:
+        for dst in args.dst.split(","):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.settimeout(args.timeout)
+            try:
+                s.bind(("0.0.0.0", sport))
+                s.connect((dst, args.port))
+                ok += 1
+            except OSError:
+                failed += 1
+            s.close()
+    print(json.dumps({"ok": ok, "failed": failed}))
+
+
 def tcp_short(args):
     """N short connections (connect, send a byte, close) spread over destinations."""
     _nofile()
@@ -294,7 +312,8 @@ def main(argv=None):
     a.add_argument("--ready", required=True)
     a.set_defaults(fn=server)
     for name, fn in (("tcp-hold", tcp_hold), ("tcp-short", tcp_short), ("udp-burst", udp_burst),
-                     ("icmp-burst", icmp_burst), ("raw", raw_proto), ("tcp-seq", tcp_seq), ("flows", flows)):
+                     ("icmp-burst", icmp_burst), ("raw", raw_proto), ("tcp-seq", tcp_seq), ("flows", flows),
+                     ("tcp-bound", tcp_bound)):
         a = sub.add_parser(name)
         a.add_argument("--dst", required=True)
         a.add_argument("--port", type=int, default=80)
@@ -305,6 +324,7 @@ def main(argv=None):
         a.add_argument("--rounds", type=int, default=2)
         a.add_argument("--first-id", type=int, default=1000)
         a.add_argument("--proto", type=int, default=47)
+        a.add_argument("--sports", default="")
         a.set_defaults(fn=fn)
     args = p.parse_args(argv)
     args.fn(args)
