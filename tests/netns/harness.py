@@ -101,7 +101,8 @@ class Lab:
             sh(["ip", "-n", self.ns[a], "link", "add", ia, "type", "veth", "peer", "name", ib,
                 "netns", self.ns[b]])
         addrs = [("lan", "lan-rtr", ["10.77.0.2/24"]), ("rtr", "rtr-lan", ["10.77.0.1/24"]),
-                 ("rtr", WAN, ["100.64.0.2/30"]), ("br", "br-rtr", ["100.64.0.1/30"]),
+                 ("rtr", WAN, ["100.64.0.2/30", SHARED + "/32"]),   # MAP-E puts the IPv4 on the tunnel
+                 ("br", "br-rtr", ["100.64.0.1/30"]),
                  ("br", "br-srv", ["198.51.100.254/24"]),
                  ("srv", "srv-br", ["%s/24" % ip for ip in self.server_ips])]
         for ns in self.ns:

@@ -140,7 +140,7 @@ def test_hash_keeps_a_source_in_its_range(fresh, backend):
     dsts = fresh.server_ips[:4]
     got = fresh.traffic("tcp-bound", "--dst", ",".join(dsts), "--sports", ",".join(map(str, sports)))
     assert got == {"ok": len(sports) * len(dsts), "failed": 0}
-    assert fresh.leaked() == 0
+    assert fresh.leaked() == 0, fresh.leaks()
     per_source = {}
     listing = fresh.ex("rtr", ["conntrack", "-L", "-p", "tcp"]).stdout
     for sport, translated in re.findall(r"src=10\.77\.0\.2 dst=\S+ sport=(\d+) .*? dport=(\d+) ", listing):
