@@ -19,11 +19,12 @@ def test_real_tree_depends_cover_imports():
         % (rep["missing"], {p: rep["needed"][p] for p in rep["missing"]}))
 
 
-def test_logging_is_needed_and_declared():
-    # the daemon logs through logging (python3-logging is not in python3-light)
+def test_no_python3_split_package_is_declared_without_an_import_needing_it():
+    # every extra split package costs the router flash; python3-light is the base
     rep = build_ipk.dependency_report()
-    if "python3-logging" in rep["needed"]:
-        assert "python3-logging" in rep["declared"]
+    extra = [p for p in rep["declared"] if p.startswith("python3-") and p != "python3-light"
+             and p not in rep["needed"]]
+    assert extra == []
 
 
 def test_depends_subcommand_exit_code():
