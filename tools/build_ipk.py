@@ -303,6 +303,40 @@ def luci_entries(top=TOP):
     return entries
 
 
+def luci_i18n_packages(top=TOP):
+    """luci.mk's hidden luci-i18n-<basename>-<lang> packages: each po/<lang>/*.po compiled
+    to /usr/lib/lua/luci/i18n/<name>.<lang>.lmo (with the app's own po2lmo, as luci-base's
+    C tool would), depending on the app."""
+    import importlib.util
+
+    po_dir = os.path.join(top, LUCI_DIR, "po")
+    tool = os.path.join(top, LUCI_DIR, "tools", "po2lmo.py")
+    if not os.path.isdir(po_dir) or not os.path.exists(tool):
+        return []
+    spec = importlib.util.spec_from_file_location("po2lmo", tool)
+    po2lmo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(po2lmo)
+    app = luci_metadata(top)
+    basename = app["Package"][len("luci-app-"):]
+    packages = []
+    for lang in sorted(os.listdir(po_dir)):
+        if lang == "templates" or not os.path.isdir(os.path.join(po_dir, lang)):
+            continue
+        entries = {"/": (None, 0o755)}
+        for d in ("/usr", "/usr/lib", "/usr/lib/lua", "/usr/lib/lua/luci", "/usr/lib/lua/luci/i18n"):
+            entries[d] = (None, 0o755)
+        for po in sorted(os.listdir(os.path.join(po_dir, lang))):
+            if po.endswith(".po"):
+                with open(os.path.join(po_dir, lang, po), encoding="utf-8") as f:
+                    lmo = po2lmo.compile_po(f.read())
+                entries["/usr/lib/lua/luci/i18n/%s.%s.lmo" % (po[:-3], lang.replace("_", "-").lower())] = (lmo, 0o644)
+        meta = dict(app, Package="luci-i18n-%s-%s" % (basename, lang.replace("_", "-").lower()),
+                    Depends=[app["Package"]], Description="Translation for %s - %s" % (app["Package"], lang),
+                    conffiles=[], scripts={})
+        packages.append((meta, entries))
+    return packages
+
+
 # ---------------------------------------------------------------------------------------
 # Archives.
 
@@ -373,6 +407,8 @@ def data_members(entries):
         name = "./" if path == "/" else "." + path
         if src is None:
             members.append((name, None, mode))
+        elif isinstance(src, bytes):
+            members.append((name, src, mode))
         else:
             with open(src, "rb") as f:
                 members.append((name, f.read(), mode))
@@ -671,6 +707,7 @@ def build(out, only=None, top=TOP, check_depends=True):
         todo.append((mape_metadata(top), mape_entries(top)))
     if only in (None, LUCI_DIR):
         todo.append((luci_metadata(top), luci_entries(top)))
+        todo.extend(luci_i18n_packages(top))
     os.makedirs(out, exist_ok=True)
     for meta, entries in todo:
         data = build_package(meta, entries, epoch)
