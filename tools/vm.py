@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,18 +101,29 @@ def run(guest_cmd, timeout=1800, on_line=None, memory=None, cpus=None):
                             stderr=subprocess.STDOUT, universal_newlines=True, errors="replace",
                             start_new_session=True)
     lines = []
-    deadline = time.time() + timeout
+    expired = []
+
+    def kill():
+        expired.append(True)
+        try:
+            os.killpg(proc.pid, 9)   # vng, virtme-run and qemu share the session we started
+        except OSError:
+            pass
+    watchdog = threading.Timer(timeout, kill)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         for text in proc.stdout:
             lines.append(text)
             if on_line:
                 on_line(text.rstrip("\n"))
-            if time.time() > deadline:
-                raise subprocess.TimeoutExpired(argv, timeout)
-        rc = proc.wait(max(1, deadline - time.time()))
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait()
+        rc = proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            kill()
+            proc.wait()
+    if expired:
         lines.append("\n[tools.vm] VM killed after %d s\n" % timeout)
         rc = 124
     return rc, "".join(lines)

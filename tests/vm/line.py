@@ -350,6 +350,26 @@ table inet brcheck {
         except ValueError:
             return None
 
+    def start_probe(self, ipv4, interval=0.2):
+        """A prober in the LAN namespace: one HTTP try every ``interval`` s (0.5 s timeout)
+        until the server sees ``ipv4``; it writes the wall-clock time of that success."""
+        path = os.path.join(WORK, "probe-%s.json" % ipv4)
+        if os.path.exists(path):
+            os.unlink(path)
+        self.start("probe", "lan", [sys.executable, os.path.join(HERE, "line.py"), "probe", ipv4, str(interval), path])
+        return path
+
+    def probe_result(self, path, timeout=180):
+        def done():
+            try:
+                with open(path) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                return None
+        result = wait_for("IPv4 from %s" % path, done, timeout=timeout, interval=0.1)
+        self.stop("probe")
+        return result
+
     def many(self, count, port=8080, hold=4.0, timeout=60):
         """``count`` connections open at once from the LAN (the server holds each for ``hold``
         seconds); returns the list of per-connection results."""
@@ -436,8 +456,43 @@ def many(count, port, hold):
     print(json.dumps(results))
 
 
+def probe(ipv4, interval, path):
+    """Loop: GET / with a 0.5 s timeout; when the server reports ``ipv4`` write
+    {"time", "tries", "port"} to ``path`` (atomically) and exit."""
+    import socket
+
+    tries = 0
+    while True:
+        tries += 1
+        started = time.time()
+        s = socket.socket()
+        s.settimeout(0.5)
+        try:
+            s.connect((INET_ADDR, 80))
+            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            seen = json.loads(data.split(b"\r\n\r\n", 1)[1].decode())
+            if seen.get("ip") == ipv4:
+                with open(path + ".tmp", "w") as f:
+                    json.dump({"time": time.time(), "tries": tries, "port": seen["port"], "ip": seen["ip"]}, f)
+                os.rename(path + ".tmp", path)
+                return
+        except (OSError, ValueError, IndexError):
+            pass
+        finally:
+            s.close()
+        time.sleep(max(0.0, interval - (time.time() - started)))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
+    if sys.argv[1] == "probe":
+        probe(sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1] == "serve":
         serve()
     elif sys.argv[1] == "many":
         many(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))

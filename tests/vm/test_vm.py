@@ -114,6 +114,11 @@ def test_c_prefix_change(results):
     assert r["old_gone"] == {"old_ce_on_wan": False, "old_ipv4_on_tunnel": False, "old_ipv4_in_nat": False,
                              "new_ipv4_in_nat": True}, r["old_gone"]
     assert_br_clean(r["br_before"], "before the change")
+    # while the line changes, packets from the old CE address (the router has not noticed
+    # yet) are expected and dropped; once the new tunnel is up nothing may carry the old
+    # IPv4 or a port outside the new set
+    during = r["br_during_change"]
+    assert during["inner_bad_src"] == 0 and during["inner_bad_port"] == 0 and during["down_bad"] == 0, during
     assert_br_clean(r["br_after"], "after the change")
     assert r["traffic"]["good"] == r["traffic"]["fetches"], r["traffic"]
     assert isinstance(r["recovery_seconds"], (int, float))

@@ -65,6 +65,7 @@ class Linux(Platform):
         self.last_state = None
         self.settings = None
         self.last_sig = None
+        self.flush_ipv4 = []   # replaced IPv4 addresses whose conntrack entries must go
 
     # -- helpers -------------------------------------------------------------------------
     def ip(self, *args, **kw):
@@ -317,6 +318,14 @@ class Linux(Platform):
         changes, batch = self.plan(summary, settings, view, state)
         state.update({"applying": summary, "replaced_default": saved_default})
         self.write_state(state)
+        if batch and self.nat.available and getattr(settings, "manage_firewall", True):
+            # NAT for the new IPv4 first, then the tunnel: no new connection is NATed to the
+            # old IPv4 once the new tunnel carries it (the daemon installs the same rules
+            # again right after apply(); that is a no-op)
+            try:
+                self.nat.apply(self.nat.spec(target, settings, name))
+            except Exception:
+                pass  # the daemon's own NAT step reports it
         try:
             self._run_batch(batch)
         except (CommandError, ApplyError) as e:
@@ -339,7 +348,21 @@ class Linux(Platform):
         state["applied"] = summary
         self.write_state(state)
         self.last_state = summary
+        if previous and previous.get("ipv4") and previous.get("ipv4") != summary["ipv4"]:
+            self.flush_ipv4.append(previous["ipv4"])
+        self._flush_conntrack()
         return changes
+
+    def _flush_conntrack(self):
+        """Drop the connections NATed to a replaced IPv4: their packets would now leave
+        through the new tunnel with the old source, which the BR drops. Done once the new
+        NAT rules are in, so that no packet re-creates an entry through the old ones."""
+        while self.flush_ipv4:
+            old = self.flush_ipv4.pop(0)
+            try:
+                self.system.run(["conntrack", "-D", "--reply-dst", old], check=False, timeout=20)
+            except CommandError:
+                pass   # no conntrack tool: the entries time out by themselves
 
     def _teardown(self, settings, state):
         name = self.tunnel_name(settings)
@@ -370,6 +393,7 @@ class Linux(Platform):
 
     def verify(self, target, settings, timeout):
         summary = target.summary()
+        self._flush_conntrack()
 
         def ok():
             view = self.look(settings)
@@ -411,6 +435,7 @@ class Linux(Platform):
     def health(self, target, settings):
         name = self.tunnel_name(settings)
         out = {}
+        self._flush_conntrack()
         try:
             tun = self.look(settings)["tunnel"]
         except (CommandError, ApplyError):
