@@ -198,9 +198,16 @@ table inet strict {
                 raise RuntimeError("server did not start: %s" % self.server.stderr.read().decode()[:300])
             time.sleep(0.05)
 
-    def server_ports(self, proto="tcp"):
-        with open(self.record) as f:
-            return [int(line.split()[2]) for line in f if line.startswith(proto + " ")]
+    def server_ports(self, proto="tcp", expect=0, timeout=10.0):
+        """Peer ports the server saw; waits (bounded) until it has logged ``expect`` of
+        them: a client sees its connection up before the server has accepted it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.record) as f:
+                ports = [int(line.split()[2]) for line in f if line.startswith(proto + " ")]
+            if len(ports) >= expect or time.monotonic() > deadline:
+                return ports
+            time.sleep(0.05)
 
     def down(self):
         if self.server is not None and self.server.poll() is None:
