@@ -268,12 +268,17 @@ def reapply(run_dir=None, backend=None):
 
 def _remove_locked(backend, run_dir):
     backends = [backend] if backend in ("iptables", "nftables") else ["iptables", "nftables"]
+    active = backend if backend in ("iptables", "nftables") else detect_backend()
     for name in backends:
-        if name == "iptables":
-            if _has_tool(os.environ.get("MAPE_PY_IPTABLES", "iptables") + "-save"):
-                _ipt_remove()
-        elif _has_tool("nft"):
-            _nft_remove()
+        try:
+            if name == "iptables":
+                if _has_tool(os.environ.get("MAPE_PY_IPTABLES", "iptables") + "-save"):
+                    _ipt_remove()
+            elif _has_tool("nft"):
+                _nft_remove()
+        except NetfilterError:
+            if name == active:     # the other backend's tools may be half-installed
+                raise
         path = os.path.join(run_dir, SAVED[name])
         if os.path.exists(path):
             os.unlink(path)
