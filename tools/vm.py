@@ -73,8 +73,8 @@ def preflight():
         raise VmUnavailable("missing: %s. Run `make setup` (tools/setup-dev installs "
                             "tools/apt-packages.txt)" % ", ".join(problems))
     if os.geteuid() != 0:
-        raise VmUnavailable("the VM tests need root (virtme-ng maps the guest's root to yours; the "
-                            "scenarios create network namespaces)")
+        raise VmUnavailable("the VM needs root: Debian's /boot/vmlinuz-* is readable by root only, and "
+                            "the scenarios create network namespaces. Run it as root (e.g. `sudo make demo`)")
     if not os.path.exists("/usr/bin/python3"):
         raise VmUnavailable("/usr/bin/python3 is missing (the guest runs the system python3)")
     return kernel(), vng()
