@@ -18,6 +18,7 @@ def make_clean(router):
     router.write("lib/netifd/proto/map.sh", "#!/bin/sh\nproto_map_setup() { :; }\n")
     router.write("usr/sbin/mapcalc", "")
     router.write("etc/board.json", '{"network": {"wan": {"device": "eth1", "protocol": "dhcp"}}}')
+    router.write("usr/lib/iptables/libxt_statistic.so", "")
     assert router.once().returncode == 0  # the daemon puts wan6pd into the zone
 
 
@@ -26,7 +27,7 @@ def test_clean_router_passes(router):
     rc, checks = doctor(router)
     assert rc == 0, checks
     assert set(checks) == {"map-package", "wan6-device", "ipv6-mode", "wan6-prefix", "acceleration",
-                           "wan6pd-zone", "map-sh-patched"}
+                           "wan6pd-zone", "map-sh-patched", "iptables-extensions"}
 
 
 def test_every_pitfall_is_reported_with_a_fix(router):
@@ -43,11 +44,13 @@ def test_every_pitfall_is_reported_with_a_fix(router):
     router.write("sys/kernel/debug/hnat/hook_toggle", "1\n")
     import os
     os.unlink(router.path("usr/sbin/mapcalc"))
+    os.unlink(router.path("usr/lib/iptables/libxt_statistic.so"))
     rc, checks = doctor(router)
     assert rc == 1
     bad = {code for code, c in checks.items() if not c["ok"]}
     assert bad == {"map-package", "wan6-device", "ipv6-mode", "acceleration", "wan6pd-zone", "map-sh-patched",
-                   "firewall-user-hmark"}
+                   "firewall-user-hmark", "iptables-extensions"}
+    assert checks["iptables-extensions"]["fix"] == "opkg update && opkg install iptables-mod-ipopt"
     for code in bad:
         assert checks[code]["fix"]
     assert "opkg install map" in checks["map-package"]["fix"]
@@ -61,3 +64,19 @@ def test_garbage_config_is_a_check_not_a_crash(router):
     router.write("etc/config/mape", "config mape\n\toption mtu 'x\n")
     rc, checks = doctor(router)
     assert rc == 1 and not checks["config"]["ok"]
+
+
+def test_iptables_extensions_follow_strategy_and_backend(router):
+    make_clean(router)
+    mape = router.read("etc/config/mape")
+    router.write("etc/config/mape", mape.replace("config mape 'config'", "config mape 'config'\n\toption nat_strategy 'hash'", 1))
+    rc, checks = doctor(router)
+    assert not checks["iptables-extensions"]["ok"] and "'u32' is missing" in checks["iptables-extensions"]["message"]
+    router.write("usr/lib/iptables/libxt_u32.so", "")
+    rc, checks = doctor(router)
+    assert checks["iptables-extensions"]["ok"]
+    router.write("sbin/fw4", "")  # fw4 router: nftables, no iptables extensions needed
+    import os
+    os.unlink(router.path("usr/lib/iptables/libxt_u32.so"))
+    rc, checks = doctor(router)
+    assert "iptables-extensions" not in checks

@@ -87,6 +87,34 @@ def physical_wan(system, network):
     return None, None
 
 
+# iptables extensions the fw3 ruleset uses beyond base iptables, with the OpenWrt package
+# that ships each (libxt_*.so under /usr/lib/iptables; the kernel side comes with it).
+IPTABLES_MATCHES = {"rr": [("statistic", "iptables-mod-ipopt")],
+                    "hash": [("u32", "iptables-mod-u32")]}
+
+
+def iptables_extensions(system, settings):
+    """Missing iptables match extensions for the configured strategy on a fw3 router: an
+    `all` package cannot depend on fw3-only packages, so we check instead."""
+    nat = settings.nat
+    if not isinstance(nat, dict):
+        from mape.core.errors import MapeError
+        from mape.core.nat import parse_nat_options
+
+        try:
+            nat = parse_nat_options(settings.nat_options)
+        except MapeError:
+            nat = {}  # reported by the config check
+    backend = nat.get("backend", "auto")
+    if backend in ("off", "nftables") or (backend == "auto" and system.exists("/sbin/fw4")):
+        return None
+    missing = []
+    for match, package in IPTABLES_MATCHES.get(nat.get("strategy", "rr"), []):
+        if not any(system.exists("%s/libxt_%s.so" % (d, match)) for d in ("/usr/lib/iptables", "/usr/lib/xtables")):
+            missing.append((match, package))
+    return missing
+
+
 def checks(system, network, firewall, settings, map_sh=None, firewall_user=None, wan6_status=None):
     """Pure-ish: the list of check dicts from the gathered facts."""
     out = []
@@ -123,6 +151,12 @@ def checks(system, network, firewall, settings, map_sh=None, firewall_user=None,
                           "%s %s" % (settings.wan6_iface, "has %s (%s)" % (obs.prefix, obs.source) if obs.prefix
                                      else "has no global IPv6 prefix/address"),
                           "check the ONU/home gateway cable and that IPv6 (IPoE) is provisioned on the line"))
+    missing = iptables_extensions(system, settings)
+    if missing is not None:
+        out.append(_check("iptables-extensions", not missing,
+                          "iptables match %s" % (", ".join("'%s' is missing" % m for m, _ in missing) if missing
+                                                 else "extensions for the NAT rules are installed"),
+                          "opkg update && opkg install %s" % " ".join(p for _, p in missing)))
     accel = offload_warnings(firewall, system)
     out.append(_check("acceleration", not accel,
                       "; ".join(w["message"] for w in accel) if accel else "flow offloading / acceleration is off",
