@@ -417,6 +417,19 @@ def serve():
     servers[0].serve_forever()
 
 
+def http_json(s, port, path):
+    """GET ``path`` from the internet host over socket ``s``; the JSON body it answers."""
+    s.connect((INET_ADDR, port))
+    s.sendall(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path).encode())
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data.split(b"\r\n\r\n", 1)[1].decode())
+
+
 def many(count, port, hold):
     """Open ``count`` connections at once, each GET /?hold=..; print the results as JSON."""
     import socket
@@ -433,16 +446,7 @@ def many(count, port, hold):
         s = socket.socket()
         s.settimeout(20 + hold)
         try:
-            s.connect((INET_ADDR, port))
-            s.sendall(("GET /?hold=%s HTTP/1.0\r\nHost: x\r\n\r\n" % hold).encode())
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            body = data.split(b"\r\n\r\n", 1)[1]
-            results[i] = json.loads(body.decode())
+            results[i] = http_json(s, port, "/?hold=%s" % hold)
         except Exception as e:  # noqa: BLE001 - reported, not raised
             results[i] = {"error": "%s: %s" % (type(e).__name__, e)}
         finally:
@@ -468,15 +472,7 @@ def probe(ipv4, interval, path):
         s = socket.socket()
         s.settimeout(0.5)
         try:
-            s.connect((INET_ADDR, 80))
-            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            seen = json.loads(data.split(b"\r\n\r\n", 1)[1].decode())
+            seen = http_json(s, 80, "/")
             if seen.get("ip") == ipv4:
                 with open(path + ".tmp", "w") as f:
                     json.dump({"time": time.time(), "tries": tries, "port": seen["port"], "ip": seen["ip"]}, f)
