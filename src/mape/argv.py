@@ -3,7 +3,8 @@
 Commands declare their options once, as for argparse. Plain valid command lines are parsed
 here without importing argparse (which, with re, costs more than the rest of a `calc` run);
 anything else (--help, an error, an abbreviation, a feature not handled here) is replayed
-into a real argparse.ArgumentParser, so help texts and error messages are argparse's own.
+into a real argparse.ArgumentParser, so help texts and error messages are argparse's own
+(errors on one line, without the usage block).
 """
 
 
@@ -41,8 +42,13 @@ class Parser:
     def argparse_parser(self):
         import argparse
 
-        parser = argparse.ArgumentParser(prog=self.prog, description=self.description,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        class OneLineErrors(argparse.ArgumentParser):
+            # a usage error is one line on stderr, exit 2, like every other mape-py error
+            def error(self, message):
+                self.exit(2, "%s: %s (`%s --help` lists the options)\n" % (self.prog, message, self.prog))
+
+        parser = OneLineErrors(prog=self.prog, description=self.description,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
         for names, kwargs in self.calls:
             parser.add_argument(*names, **kwargs)
         return parser

@@ -34,9 +34,12 @@ def usage():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:
+        sys.stderr.write(usage())  # a mistake, like any usage error: stderr, exit 2
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(usage())
-        return 0 if argv else 2
+        return 0
     if argv[0] == "--version":
         print("mape-py %s" % __version__)
         return 0

@@ -119,3 +119,136 @@ def test_rules_listing_and_lookup():
     assert len(r.stdout.splitlines()) == 4
     r = mape("rules", "2001:db8::/56")
     assert r.returncode == 3
+
+
+def run_bytes(*args, stdin=b""):
+    """As mape(), with bytes in and out (stdin that is not UTF-8)."""
+    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
+    return subprocess.run([sys.executable, "-m", "mape", *args], input=stdin, capture_output=True, env=env,
+                          timeout=60)
+
+
+def one_line_error(r, prefix):
+    lines = r.stderr.decode("utf-8") if isinstance(r.stderr, bytes) else r.stderr
+    lines = lines.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), lines
+    assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+def test_stdin_not_utf8_json_stays_one_valid_json_object_per_line():
+    stdin = b"240b:10:3f6c:d400::/56\n\xff\xfe240b::/56\n2404:7a82:4d02:4100::/56\n"
+    r = run_bytes("calc", "--config", "/nonexistent", "--json", "-", stdin=stdin)
+    text = r.stdout.decode("utf-8")                      # strict: raises if not UTF-8
+    docs = [json.loads(line) for line in text.splitlines()]
+    assert len(docs) == 3
+    assert docs[0]["psid"] == 212 and docs[2]["psid"] == 65
+    assert docs[1]["exit_code"] == 2 and "not UTF-8" in docs[1]["error"] and "line 2" in docs[1]["error"]
+    assert docs[1]["input"] == "\ufffd\ufffd240b::/56"
+    assert r.returncode == 2 and r.stderr == b""
+
+
+def test_stdin_not_utf8_plain_is_a_one_line_input_error_without_raw_bytes():
+    r = run_bytes("calc", "--config", "/nonexistent", "-", stdin=b"\xff\xfe\n")
+    assert r.returncode == 2 and r.stdout == b""
+    assert "not UTF-8" in one_line_error(r, "mape-py calc: stdin line 1: ")
+    assert b"\xff" not in r.stderr
+    r = run_bytes("calc", "--config", "/nonexistent", "--json", b"ab\xffcd".decode("utf-8", "surrogateescape"))
+    assert r.returncode == 2
+    assert json.loads(r.stdout.decode("utf-8"))["input"] == "ab\ufffdcd"
+
+
+@pytest.mark.parametrize("mtu", ["99999", "-5", "0", "1279", "1501"])
+def test_mtu_outside_the_config_range_is_an_input_error(mtu):
+    from mape.settings import Settings
+    lower, upper = Settings.FIELDS["mtu"][2:]
+    r = mape("calc", "--mtu", mtu, "240b:10:3f6c:d400::/56")
+    assert r.returncode == 2 and r.stdout == ""
+    assert one_line_error(r, "mape-py calc: --mtu must be between %d and %d" % (lower, upper))
+
+
+@pytest.mark.parametrize("mtu", ["1280", "1500"])
+def test_mtu_inside_the_range(mtu):
+    r = mape("calc", "--mtu", mtu, "240b:10:3f6c:d400::/56")
+    assert r.returncode == 0, r.stderr
+    assert "\toption mtu '%s'\n" % mtu in r.stdout
+
+
+@pytest.mark.parametrize("device", ["eth1'; reboot", "eth 1", "", "x" * 16, "eth1\n"])
+def test_device_is_validated_like_the_firewall_wan_if(device):
+    r = mape("calc", "--device", device, "240b:10:3f6c:d400::/56")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "bad --device" in one_line_error(r, "mape-py calc: ")
+    from mape.core.nat import valid_ifname
+    assert not valid_ifname(device)
+
+
+def test_stanzas_quote_like_the_uci_batch():
+    from mape.commands.calc import render_stanza
+    from mape.core.plan import quote
+    text = render_stanza("interface", "wan", [("proto", "map"), ("odd", "a'b")])
+    assert text == "config interface 'wan'\n\toption proto 'map'\n\toption odd %s\n" % quote("a'b")
+    assert "'a'\\''b'" in text
+
+
+def test_empty_stdin_is_an_input_error_like_an_empty_argument():
+    for stdin in ("", "\n\n# only a comment\n"):
+        r = mape("calc", "-", stdin=stdin)
+        assert r.returncode == 2 and r.stdout == ""
+        assert "empty input" in one_line_error(r, "mape-py calc: ")
+    r = mape("calc", "--json", "-", stdin="")
+    assert r.returncode == 2
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 2 and "empty input" in doc["error"]
+
+
+def test_json_does_not_echo_a_huge_input_back_whole():
+    from mape.commands.calc import ECHO_MAX
+    huge = "x" * 10_000_000
+    r = mape("calc", "--json", "-", stdin=huge + "\n240b:10:3f6c:d400::/56\n")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and len(r.stdout) < 4000
+    doc = json.loads(lines[0])
+    assert doc["exit_code"] == 2 and doc["input"].startswith("x" * ECHO_MAX)
+    assert "10000000 characters" in doc["input"] and len(doc["input"]) < ECHO_MAX + 40
+    assert json.loads(lines[1])["psid"] == 212
+
+
+def test_no_arguments_usage_on_stderr_exit_2():
+    r = mape()
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("usage: mape-py") and "calc" in r.stderr
+    r = mape("--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: mape-py") and r.stderr == ""
+
+
+def test_argparse_errors_are_one_line():
+    r = mape("calc", "--mtu", "x", "240b:10:3f6c:d400::/56")
+    assert r.returncode == 2
+    assert "invalid int value" in one_line_error(r, "mape-py calc: ")
+    r = mape("calc")
+    assert r.returncode == 2
+    one_line_error(r, "mape-py calc: ")
+
+
+def test_rules_unknown_provider_is_an_error_listing_the_providers():
+    r = mape("rules", "--provider", "bogus")
+    assert r.returncode == 2 and r.stdout == ""
+    line = one_line_error(r, "mape-py rules: unknown provider 'bogus'")
+    for name in ("v6plus", "biglobe", "ocn_vc", "nuro"):
+        assert name in line
+    r = mape("rules", "--provider", "nuro")
+    assert r.returncode == 0 and r.stdout and all(l.startswith("nuro ") for l in r.stdout.splitlines())
+
+
+def test_rules_dash_reads_prefixes_from_stdin():
+    r = mape("rules", "-", stdin="2400:4050:400:5600::/56\n# comment\n240b:10:3f6c:d400::/56\n")
+    assert r.returncode == 0, r.stderr
+    assert [l.split()[0] for l in r.stdout.splitlines()] == ["ocn_vc", "v6plus"]
+    r = mape("rules", "-", stdin="2001:db8::/56\n240b:10:3f6c:d400::/56\n")
+    assert r.returncode == 3 and r.stdout.startswith("v6plus ")
+    assert "no MAP-E rule covers 2001:db8::/56" in one_line_error(r, "mape-py rules: ")
+    r = mape("rules", "-", stdin="")
+    assert r.returncode == 2 and "empty input" in one_line_error(r, "mape-py rules: ")
+    r = mape("rules", "")
+    assert r.returncode == 2 and r.stdout == ""

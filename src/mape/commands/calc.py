@@ -17,7 +17,11 @@ examples:
 """
 import sys
 
-from mape.core.errors import MapeError
+from mape.core.errors import InputError, MapeError
+
+# An input echoed back (--json "input", error messages) is cut to this many characters.
+ECHO_MAX = 200
+DEFAULT_DEVICE = "eth1"
 
 
 def add_arguments(parser):
@@ -26,17 +30,63 @@ def add_arguments(parser):
     parser.add_argument("--config", default="/etc/config/mape", metavar="FILE",
                         help="read user `config rule` sections from FILE (default: %(default)s, if present)")
     parser.add_argument("--mtu", type=int, default=None, help="tunnel MTU for the wan stanza (default 1460)")
-    parser.add_argument("--device", default="eth1", help="wan6's device, for the wan6pd stanza (default: %(default)s)")
+    parser.add_argument("--device", default=DEFAULT_DEVICE,
+                        help="wan6's device, for the wan6pd stanza (default: %(default)s)")
 
 
-def inputs(prefixes):
+def _valid(text):
+    """``text`` encodable as UTF-8: bytes of argv that were not UTF-8 become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+def shown(text):
+    """``text`` as it may be echoed back: valid UTF-8 and at most ECHO_MAX characters."""
+    text = _valid(text)
+    if len(text) > ECHO_MAX:
+        text = "%s... (%d characters)" % (text[:ECHO_MAX], len(text))
+    return text
+
+
+def inputs(prefixes, stdin=None):
+    """(text, error) per input: the text, or (what to echo, InputError) for an input that is
+    not text (bytes that are not UTF-8, from stdin or argv). '-' reads one input per line
+    from stdin (blank lines and '#' comments skipped); nothing at all there is an input
+    error, as `calc ""` is, not a silent success."""
+    empty = True
+    for item in _inputs(prefixes, stdin):
+        empty = False
+        yield item
+    if empty:
+        yield "-", InputError("empty input: nothing on stdin; give an IPv6 prefix such as "
+                              "240b:10:1234:5600::/56, one per line")
+
+
+def _inputs(prefixes, stdin):
     for item in prefixes:
-        if item == "-":
-            for line in sys.stdin:
-                if line.strip() and not line.lstrip().startswith("#"):
-                    yield line.strip()
-        else:
-            yield item
+        if item != "-":
+            text = _valid(item)
+            yield text, (None if text is item else InputError("not UTF-8 text: %r" % text[:80]))
+            continue
+        stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            yield "-", InputError("'-' given but there is no stdin to read")
+            continue
+        for number, raw in enumerate(stream, 1):
+            if isinstance(raw, str):
+                raw = raw.encode("utf-8", "surrogateescape")
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                text = raw.decode("utf-8", "replace").strip()
+                yield text, InputError("stdin line %d: not UTF-8 text (byte 0x%02x at %d)"
+                                              % (number, raw[e.start], e.start))
+                continue
+            if line and not line.startswith("#"):
+                yield line, None
 
 
 def load_table(config_path):
@@ -45,8 +95,34 @@ def load_table(config_path):
     return load(user_rules=user_rules_from_file(config_path))
 
 
+def check_options(args):
+    """The --mtu range of /etc/config/mape's `mtu` option; --device a usable interface name
+    (as `firewall --wan-if`). Raises InputError."""
+    if args.mtu is not None:
+        from mape.settings import Settings
+
+        lower, upper = Settings.FIELDS["mtu"][2:]
+        if not lower <= args.mtu <= upper:
+            raise InputError("--mtu must be between %d and %d, not %d" % (lower, upper, args.mtu))
+    if args.device != DEFAULT_DEVICE:
+        from mape.core.nat import valid_ifname
+
+        if not valid_ifname(args.device):
+            raise InputError("bad --device %r (1-15 letters, digits, _ . - @ : +)" % shown(args.device)[:40])
+
+
+def render_stanza(section_type, name, options):
+    """/etc/config text of one section, every value quoted as the uci batch quotes it."""
+    from mape.core.plan import quote
+
+    lines = ["config %s %s" % (section_type, quote(name))]
+    for key, value in options:
+        lines.append("\t%s %s %s" % ("list" if key == "ip6addr" else "option", key, quote(value)))
+    return "\n".join(lines) + "\n"
+
+
 def human(mapping, mtu, device):
-    from mape.core.network import render_stanza, wan6pd_options, wan_options
+    from mape.core import network
 
     d = mapping.as_dict()
     ports = d["port_sets"]
@@ -71,8 +147,10 @@ def human(mapping, mtu, device):
         out.append("warning   %s" % w["message"])
     out.append("")
     out.append("# /etc/config/network")
-    out.append(render_stanza("interface", "wan", wan_options(mapping, **({"mtu": mtu} if mtu else {}))))
-    out.append(render_stanza("interface", "wan6pd", wan6pd_options(mapping, device=device)))
+    out.append(render_stanza("interface", "wan", network.wan_options(mapping, **({"mtu": mtu} if mtu is not None else {}))))
+    wan6pd_options = getattr(network, "wan6pd_options", None)
+    if wan6pd_options is not None:
+        out.append(render_stanza("interface", "wan6pd", wan6pd_options(mapping, device=device)))
     return "\n".join(out)
 
 
@@ -80,18 +158,22 @@ def run(args):
     from mape.core.jsonout import dumps
     from mape.core.mapping import calc
 
+    check_options(args)
     table = load_table(args.config)
     worst = 0
     first = True
-    for text in inputs(args.prefixes):
+    for text, error in inputs(args.prefixes):
         try:
+            if error is not None:
+                raise error
             mapping = calc(text, table)
         except MapeError as e:
             worst = max(worst, e.exit_code)
             if args.json:
-                print(dumps({"input": text, "error": str(e), "exit_code": e.exit_code}))
+                print(dumps({"input": shown(text), "error": str(e), "exit_code": e.exit_code}))
             else:
                 sys.stderr.write("mape-py calc: %s\n" % e)
+            sys.stdout.flush()
             continue
         if args.json:
             print(dumps(mapping.as_dict()))
@@ -102,3 +184,4 @@ def run(args):
         first = False
         sys.stdout.flush()
     return worst
+

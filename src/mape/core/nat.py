@@ -52,9 +52,15 @@ COMMENT = "mape-py"
 HASH_SEED = 0x6D617065               # "mape": fixed, so a source keeps its range across reloads
 HASH_BITS = 12                       # iptables hash: bits 1..12 of the source port
 
-_IFNAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}\Z")  # \Z: "$" would accept a trailing newline
 _TRUE = ("1", "yes", "on", "true", "enabled")
 _FALSE = ("0", "no", "off", "false", "disabled")
+
+
+def valid_ifname(name):
+    """A usable Linux interface name: 1-15 of letters, digits, _ . - @ : + (no quotes, no
+    spaces). What `firewall --wan-if` and `calc --device` accept."""
+    return isinstance(name, str) and _IFNAME.match(name) is not None
 
 
 class NatSpec:
@@ -67,7 +73,7 @@ class NatSpec:
             self.ipv4 = str(ipaddress.IPv4Address(str(ipv4)))
         except ValueError:
             raise InputError("not an IPv4 address: %r" % (ipv4,))
-        if not wan_if or not _IFNAME.match(str(wan_if)):
+        if not wan_if or not valid_ifname(str(wan_if)):
             raise InputError("bad tunnel interface name %r (1-15 letters, digits, _ . - @ :)" % (wan_if,))
         if lan_if is not None and not _IFNAME.match(str(lan_if)):
             raise InputError("bad LAN interface name %r" % (lan_if,))
