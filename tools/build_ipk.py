@@ -18,7 +18,7 @@ Every input comes from the repository, nothing is hard-coded here:
   from luci-app-mape-py/Makefile (LUCI_TITLE, LUCI_DEPENDS, ...).
 
 Reproducible: every mtime is SOURCE_DATE_EPOCH (environment, else the last git commit's
-time), owners are 0/0 with no names, entries are sorted, gzip headers carry no name/time.
+time, else - not a git checkout - the newest packaged source file's), owners are 0/0 with no names, entries are sorted, gzip headers carry no name/time.
 Why not nfpm: see docs/packaging.md.
 
 Usage: python3 tools/build_ipk.py [--out dist] [--only mape-py|luci-app-mape-py]
@@ -340,16 +340,32 @@ def luci_i18n_packages(top=TOP):
 # ---------------------------------------------------------------------------------------
 # Archives.
 
+# What goes into the packages: the newest of these files dates a tree that is not a git
+# checkout (a `git archive` tarball gives every file the commit's time).
+EPOCH_SOURCES = ("src", "files", "luci-app-mape-py", "package")
+
+
 def source_date_epoch(top=TOP):
+    """SOURCE_DATE_EPOCH from the environment; else, in a git checkout, the last commit's
+    time; else the newest mtime of the packaged sources (0 when there are none)."""
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env:
         return int(env)
-    try:
-        out = subprocess.run(["git", "-C", top, "log", "-1", "--format=%ct"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        return int(out)
-    except (OSError, subprocess.CalledProcessError, ValueError):
-        return 0
+    if os.path.exists(os.path.join(top, ".git")):
+        try:
+            out = subprocess.run(["git", "-C", top, "log", "-1", "--format=%ct"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            return int(out)
+        except (OSError, subprocess.CalledProcessError, ValueError):
+            pass
+    newest = 0
+    for name in EPOCH_SOURCES:
+        for root, dirs, files in os.walk(os.path.join(top, name)):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for f in files:
+                if not f.endswith(".pyc"):
+                    newest = max(newest, int(os.lstat(os.path.join(root, f)).st_mtime))
+    return newest
 
 
 def _info(name, mtime, mode, size=0, directory=False):

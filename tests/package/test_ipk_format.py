@@ -229,12 +229,37 @@ def test_file_times_and_order_do_not_leak(tmp_path, monkeypatch):
         assert _sha(pa) == _sha(pb), os.path.basename(pa)
 
 
-def test_epoch_defaults_to_last_commit(monkeypatch):
+def test_epoch_defaults_to_last_commit(tmp_path, monkeypatch):
+    """A git checkout: the commit's own date (set here), not whatever the files say."""
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     import subprocess
-    want = int(subprocess.run(["git", "-C", TOP, "log", "-1", "--format=%ct"],
-                              capture_output=True, text=True, check=True).stdout)
-    assert build_ipk.source_date_epoch() == want
+    from pkg_helpers import SYNTH_FILES, SYNTH_LUCI, make_repo
+    top = make_repo(tmp_path, files=SYNTH_FILES, luci=SYNTH_LUCI)
+    env = dict(os.environ, GIT_AUTHOR_DATE="@1700000000 +0900", GIT_COMMITTER_DATE="@1700000000 +0900",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org", GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "x"]):
+        subprocess.run(["git", "-C", top] + argv, env=env, check=True, capture_output=True)
+    for root, _, names in os.walk(top):
+        for n in names:
+            os.utime(os.path.join(root, n), (1800000000, 1800000000))
+    assert build_ipk.source_date_epoch(top) == 1700000000
+
+
+def test_epoch_without_git_is_the_newest_packaged_file(tmp_path, monkeypatch):
+    """A `git archive` tarball (no .git): every file carries the commit's time; the newest
+    packaged file dates the build, so two builds of one tarball are the same bytes."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    from pkg_helpers import SYNTH_FILES, SYNTH_LUCI, make_repo
+    top = make_repo(tmp_path, files=SYNTH_FILES, luci=SYNTH_LUCI)
+    assert not os.path.exists(os.path.join(top, ".git"))
+    for root, _, names in os.walk(top):
+        for n in names:
+            os.utime(os.path.join(root, n), (1600000000, 1600000000))
+    os.utime(os.path.join(top, "src", "mape", "cli.py"), (1650000000, 1650000000))
+    assert build_ipk.source_date_epoch(top) == 1650000000
+    a = build_ipk.build(str(tmp_path / "a"), top=top)
+    assert Ipk(a[0]).fields()["SourceDateEpoch"] == "1650000000"
 
 
 def test_data_tar_is_sorted_like_gnu_tar(ipk):
