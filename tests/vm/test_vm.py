@@ -5,12 +5,14 @@ file boots the VM ONCE for all scenarios and asserts on the JSON each one prints
 The BR in the VM accepts only the CE address / IPv4 / ports that tests/vm/expect.py computes
 from the rule table independently of mape-py, and counts everything else.
 
-MAPE_VM_SCENARIOS=a,c narrows the run (default: all). Figures of the last run are written
-to MAPE_VM_RESULTS (default /tmp/mape-vm-results.json).
+MAPE_VM_SCENARIOS=a,c narrows the run (default: all; the scenarios left out are skips, so
+MAPE_ALLOW_SKIP=1 too). Figures of the run are written to MAPE_VM_RESULTS (default: a new
+/tmp/mape-vm-results-*.json per run, named on stderr).
 """
 import json
 import os
 import sys
+import tempfile
 
 import pytest
 
@@ -23,6 +25,7 @@ from tools import vm  # noqa: E402
 
 BAD = ("outer_bad_src", "outer_encaplimit", "inner_bad_src", "inner_bad_port", "down_bad")
 ALL = "abcdef"
+RECOVERY_GOAL = 10.0   # seconds from a prefix change on the line to IPv4 working again
 
 
 def _selected():
@@ -43,13 +46,18 @@ def results():
     if "c" in res:
         summary["recovery_seconds"] = res["c"].get("recovery_seconds")
     summary["br"] = {k: v.get("br") or v.get("br_after") for k, v in res.items()}
-    path = os.environ.get("MAPE_VM_RESULTS", "/tmp/mape-vm-results.json")
+    path = os.environ.get("MAPE_VM_RESULTS")
     try:
-        with open(path, "w") as f:
+        if path:
+            f = open(path, "w")
+        else:  # unique per run: concurrent runs must not overwrite each other's figures
+            fd, path = tempfile.mkstemp(prefix="mape-vm-results-", suffix=".json")
+            f = os.fdopen(fd, "w")
+        with f:
             json.dump({"summary": summary, "results": res}, f, indent=1)
-    except OSError:
-        pass
-    sys.stderr.write("\nVM tier: %s\n" % json.dumps(summary))
+    except OSError as e:
+        path = "not written: %s" % e
+    sys.stderr.write("\nVM tier: %s\nVM results: %s\n" % (json.dumps(summary), path))
     if not res:
         pytest.fail("the VM printed no scenario result (rc %s); its output ends:\n%s" % (rc, out[-4000:]))
     return res
@@ -121,7 +129,9 @@ def test_c_prefix_change(results):
     assert during["inner_bad_src"] == 0 and during["inner_bad_port"] == 0 and during["down_bad"] == 0, during
     assert_br_clean(r["br_after"], "after the change")
     assert r["traffic"]["good"] == r["traffic"]["fetches"], r["traffic"]
-    assert isinstance(r["recovery_seconds"], (int, float))
+    # the goal (docs/e2e.md): IPv4 back within RECOVERY_GOAL s of the new RA; TCG on a busy
+    # machine has measured up to ~13 s, so the test allows three times the goal
+    assert 0 < r["recovery_seconds"] <= 3 * RECOVERY_GOAL, r["recovery_seconds"]
 
 
 def test_d_240_concurrent(results):
