@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/mape/__init__.py)
 
-.PHONY: all setup test unit demo ipk bench lint clean
+.PHONY: all setup test unit demo ipk bench lint clean openwrt
 
 all: test
 
@@ -25,6 +25,12 @@ ipk: setup
 
 bench: setup
 	$(PY) -m bench
+
+# Real OpenWrt userland layers for the test bed, built from the pinned tarballs into the cache
+# ($MAPE_OPENWRT_CACHE or /var/cache/mape-py/openwrt; warm: instant). See tools/openwrt/build.py.
+openwrt: setup
+	$(PY) tools/openwrt/build.py 21.02
+	$(PY) tools/openwrt/build.py 24.10
 
 # What ships must run on CPython 3.9 (vermin has no __main__: its console script).
 lint: setup
