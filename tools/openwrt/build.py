@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Build a real OpenWrt userland layer for the test bed (a build/test tool, never shipped).
 
-    python3 tools/openwrt/build.py [--cache DIR] [--sources DIR] PROFILE
+    python3 tools/openwrt/build.py [--cache DIR] [--sources DIR] [--jobs N] PROFILE
 
 PROFILE is "21.02" (fw3/iptables) or "24.10" (fw4/nftables + ucode). The pinned, unmodified
-upstream tarballs (see <sources>/README.md and SOURCES.tsv) are compiled on Debian and laid out
+upstream tarballs (--sources, $MAPE_OPENWRT_SOURCES, else <repo>/../shared/openwrt; see its
+README.md and SOURCES.tsv) are compiled on Debian and laid out
 the way OpenWrt installs them, as a tree to overlay-mount over the host's / (Debian is
 merged-usr, so OpenWrt's /lib, /sbin and /bin files go under usr/). Third-party code only ever
 lands in the cache, never in this repository.
@@ -16,6 +17,7 @@ Result: <cache>/<PROFILE>-<key>/ with
     tools/          OpenWrt's scripts/ipkg-build (and ipkg-make-index.sh)
     sdk/            headers, static libs and .pc files of the built libraries (not in layer/)
 The absolute path of that directory is printed on stdout (last line); progress goes to stderr.
+Cache: --cache, $MAPE_OPENWRT_CACHE, else /var/cache/mape-py/openwrt.
 
 key = first 16 hex of sha256 over the profile's tarballs and this tool's own sources (this file,
 the xtables shim, the substitute files). A warm cache returns at once; a build happens in a
@@ -37,7 +39,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SOURCES = "/work/shared/openwrt"
+# the pinned tarballs: next to the checkout (<repo>/../shared/openwrt), else the bed's path
+_NEXT_TO_CHECKOUT = HERE.parent.parent.parent / "shared" / "openwrt"
+DEFAULT_SOURCES = str(_NEXT_TO_CHECKOUT if _NEXT_TO_CHECKOUT.is_dir() else "/work/shared/openwrt")
 DEFAULT_CACHE = "/var/cache/mape-py/openwrt"
 # Our own sources that shape the output (hashed into the key, next to the tarballs).
 OWN_SOURCES = ["build.py", "iptext_shim.c", "files"]
