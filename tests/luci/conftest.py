@@ -4,6 +4,7 @@ import pytest
 
 from tests.luci.standin_server import StandinServer
 from tests.luci.webdriver import Chrome, WebDriverError, find_chromedriver, find_chromium
+from tests.prereq import require
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts", "luci")
@@ -25,10 +26,7 @@ def server():
 
 @pytest.fixture(scope="session")
 def chrome():
-    if not (find_chromium() and find_chromedriver()):
-        if os.environ.get("CI"):
-            pytest.fail("chromium / chromium-driver missing: tools/setup-dev installs them")
-        pytest.skip("chromium / chromium-driver not installed (tools/setup-dev installs them)")
+    require(find_chromium() and find_chromedriver(), "chromium / chromium-driver not installed")
     try:
         browser = Chrome()
     except WebDriverError as e:

@@ -510,8 +510,7 @@ def test_daemon_down_through_the_real_rpcd_plugin(page, tmp_path):
     (run / "status.json").write_text(dumps(fixtures.daemon_doc("daemon-ok-pd56.json")), encoding="utf-8")
     plugin = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           "files", "usr", "libexec", "rpcd", "mape")
-    if not os.path.exists(plugin):
-        pytest.skip("mape-py's rpcd plugin is not in this tree")
+    assert os.path.exists(plugin), "mape-py's rpcd plugin is missing: %s" % plugin
     out = subprocess.run(["sh", plugin, "call", "status"], env=dict(os.environ, MAPE_PY_RUN_DIR=str(run)),
                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
     doc = json.loads(out)

@@ -10,22 +10,21 @@ import sys
 import pytest
 
 from pkg_helpers import TOP, LiveRoot, build_ipk, overlay_ok
+from tests.prereq import require
 
 PREFIX = "240b:10:3f6c:d400::/56"
 
 
 @pytest.fixture
 def installed(tmp_path, real_build):
-    if not overlay_ok():
-        pytest.skip("needs root, unshare and dash for the overlay chroot")
+    require(overlay_ok(), "the overlay chroot needs root, unshare and dash")
     lr = LiveRoot(tmp_path)
     ipk = real_build["mape-py"]
     for m in ipk.data.getmembers():
         if m.isfile():
             lr.put("/" + m.name[2:], ipk.data.extractfile(m).read(), m.mode)
     probe = lr.run("true", {})
-    if probe.returncode != 0:
-        pytest.skip("overlay mount not possible here: %s" % probe.stderr.strip())
+    require(probe.returncode == 0, "overlay mount not possible here: %s" % probe.stderr.strip())
     return lr
 
 

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from pkg_helpers import DASH, TOP, LiveRoot, overlay_ok
+from tests.prereq import require
 
 UNINSTALL = "/usr/share/mape-py/firewall.uninstall"
 
@@ -179,8 +180,7 @@ def test_ipkg_no_script(tmp_path, synth_build):
 def live(tmp_path, real_build, synth_build):
     """The real mape-py package's control files, file list, uci-defaults and firewall
     teardown script; stubs for everything they call."""
-    if not overlay_ok():
-        pytest.skip("needs root, unshare and dash for the overlay chroot")
+    require(overlay_ok(), "the overlay chroot needs root, unshare and dash")
     lr = LiveRoot(tmp_path)
     lr.put("/lib/functions.sh", FUNCTIONS_SH, 0o644)
     for name, ipk in (("mape-py", real_build["mape-py"]),
@@ -199,8 +199,7 @@ def live(tmp_path, real_build, synth_build):
     lr.put("/etc/mape-py/original/network", "config interface 'wan'\n", 0o644)
     lr.put("/var/run/mape-py/status.json", "{}", 0o644)
     probe = lr.run("true", {})
-    if probe.returncode != 0:
-        pytest.skip("overlay mount not possible here: %s" % probe.stderr.strip())
+    require(probe.returncode == 0, "overlay mount not possible here: %s" % probe.stderr.strip())
     return lr
 
 
