@@ -229,6 +229,15 @@ def _luci_layout(tmp, app_src):
     topdir = _stub_topdir(tmp)
     app = os.path.join(topdir, "feeds", "luci", "applications", "luci-app-mape-py")
     shutil.copytree(app_src, app)
+    # A feed is a git clone: git keeps only the executable bit, the clone has umask 022
+    # modes. Our tree may not be a checkout (a `git archive` tarball unpacked by root keeps
+    # its 0775/0664 modes), so give the copy the modes a feed checkout would have.
+    for dirpath, dirs, files in os.walk(app):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755 if os.stat(p).st_mode & 0o111 else 0o644)
     return app
 
 
@@ -242,8 +251,7 @@ def test_luci_feed_makefile_synthetic_tree(tmp_path, synth_build):
 
 def test_luci_feed_makefile_real_tree(tmp_path, real_build):
     src = os.path.join(TOP, "luci-app-mape-py")
-    if not os.path.exists(os.path.join(src, "Makefile")):
-        pytest.skip("luci-app-mape-py/Makefile not written yet")
+    assert os.path.exists(os.path.join(src, "Makefile")), "luci-app-mape-py/Makefile is missing"
     app = _luci_layout(str(tmp_path), src)
     tree, meta = _run_feed(TOP, app, str(tmp_path))
     _compare(real_build["luci-app-mape-py"], tree, meta)
