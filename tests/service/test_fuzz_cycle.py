@@ -1,12 +1,14 @@
 """The daemon's cycle, in-process, against a platform that returns arbitrary (hypothesis)
 wan6 status documents and arbitrary ubus text: it never raises, never applies anything for
-unusable input, and always leaves a status document with a known state."""
+unusable input, always leaves a status document with a known state, and when it does
+apply, the mapping is the one of the prefix the document carries."""
 import io
 import json
 
 from hypothesis import given, settings, strategies as st
 
-from mape.core.observe import parse_json_status
+from mape.core.mapping import calc
+from mape.core.observe import observe, parse_json_status
 from mape.daemon import Daemon
 from mape.platform.base import Platform
 from mape.settings import Settings
@@ -33,6 +35,13 @@ class StubPlatform(Platform):
 
     def apply(self, target, settings):
         self.applied.append(target.key())
+
+    def health(self, target, settings):
+        """As netifd and the firewall report a change that worked."""
+        if not self.applied:
+            return {"tunnel": {"interface": "wan", "up": False}}
+        return {"tunnel": {"interface": "wan", "up": True, "ipv4": target.mapping.ipv4_text},
+                "firewall": {"backend": "iptables", "health": "present"}}
 
     def conntrack_text(self):
         return ""
@@ -71,6 +80,14 @@ def test_cycle_survives_any_status(tmp_path_factory, doc):
     assert st_["state"] in STATES and st_["version"] == 1
     if st_["state"] != "ok":
         assert not platform.applied
+    o = observe(platform.status, "wan6", supported=d._supported)
+    if not (o.exists and o.up and o.prefix):
+        assert st_["state"] == "waiting-for-wan6", (o.as_dict(), st_["state"])
+    if st_["state"] == "ok":
+        # exactly one apply, of the mapping of the prefix the document carries
+        want = calc(o.prefix, d.table)
+        assert len(platform.applied) == 1
+        assert st_["mapping"]["ipv4"] == want.ipv4_text and st_["mapping"]["psid"] == want.psid
 
 
 @settings(max_examples=200, deadline=None)
@@ -83,3 +100,6 @@ def test_cycle_survives_any_ubus_text(tmp_path_factory, text):
     assert st_["state"] in STATES
     if platform.problem:
         assert st_["state"] == "error" and not platform.applied
+        assert platform.problem in st_["state_reason"]
+    elif platform.status is None:
+        assert st_["state"] == "waiting-for-wan6" and not platform.applied

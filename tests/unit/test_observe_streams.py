@@ -33,10 +33,19 @@ def test_classify():
 @given(st.lists(st.one_of(st.text(max_size=80), st.just(LINE), st.just("{"), st.just("}\n")), max_size=10))
 def test_fuzz_decode_stream(chunks):
     buffer = ""
+    decoded = 0
     for chunk in chunks:
-        values, buffer, _ = decode_stream(buffer + chunk)
+        text = buffer + chunk
+        values, buffer, _ = decode_stream(text)
+        assert text.endswith(buffer)                 # what is kept is the unread tail
+        decoded += len(values)
         for v in values:
-            classify(v, ("wan6",))
+            assert isinstance(v, dict)
+            reason = classify(v, ("wan6",))
+            assert reason is None or reason.startswith("wan6 ") or reason == "netifd restarted"
+    # a whole event line after whatever came before is never lost for good
+    values, _, _ = decode_stream(buffer + "\n" + LINE + LINE)
+    assert {"interface.update": json.loads(LINE)["interface.update"]} in values
 
 
 CT = ("ipv4     2 tcp      6 431999 ESTABLISHED src=192.168.8.23 dst=1.2.3.4 sport=51234 dport=443 "

@@ -49,9 +49,23 @@ def test_bad_values_one_line_errors(text, message):
 @given(st.text(max_size=300))
 def test_fuzz_garbage_only_raises_mape_errors(text):
     try:
-        settings_from_text(text)
-    except MapeError:
-        pass
+        s = settings_from_text(text)
+    except MapeError as e:
+        assert "\n" not in str(e)      # one line, as the daemon logs and LuCI shows it
+        return
+    assert_valid(s)
+
+
+def assert_valid(s):
+    """Whatever was accepted is within what Settings.FIELDS allows."""
+    for name, (_, kind, lower, upper) in Settings.FIELDS.items():
+        value = getattr(s, name)
+        if lower is not None:
+            assert lower <= value <= upper, (name, value)
+        elif kind == "bool":
+            assert value is True or value is False, (name, value)
+        else:
+            assert isinstance(value, str) and value and " " not in value and "'" not in value, (name, value)
 
 
 @hsettings(max_examples=300, deadline=None)
@@ -64,3 +78,4 @@ def test_fuzz_options(options):
     except MapeError:
         return
     assert 1280 <= s.mtu <= 1500
+    assert_valid(s)
