@@ -24,6 +24,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import ngn  # noqa: E402  (radvd / dhcpd -6 configurations, shared with tests/openwrt)
+
 TOP = os.path.dirname(os.path.dirname(HERE))
 SRC = os.path.join(TOP, "src")
 WORK = "/tmp/mape-vm"
@@ -175,37 +179,28 @@ class Line:
     def announce_ra(self, prefix64, deprecated=()):
         """radvd on ngn-rt announcing ``prefix64`` (SLAAC) and, with zero lifetimes, the
         ``deprecated`` ones (what a line does when it takes a prefix back)."""
-        blocks = ["  prefix %s {\n    AdvOnLink on; AdvAutonomous on;\n"
-                  "    AdvValidLifetime 14400; AdvPreferredLifetime 14400;\n  };\n" % prefix64]
-        for old in deprecated:
-            blocks.append("  prefix %s {\n    AdvOnLink on; AdvAutonomous on;\n"
-                          "    AdvValidLifetime 0; AdvPreferredLifetime 0;\n  };\n" % old)
-        self._radvd("".join(blocks), managed=False)
+        self._radvd(ngn.radvd_conf("ngn-rt", [prefix64], deprecated, managed=False))
         sh("ip", "-n", "ngn", "-6", "route", "replace", self._eu56(prefix64), "dev", "ngn-rt")
 
     def _eu56(self, prefix):
         import ipaddress
         return str(ipaddress.IPv6Network(prefix.split("/")[0] + "/56", strict=False))
 
-    def _radvd(self, prefixes, managed):
+    def _radvd(self, text):
         self.stop("radvd")
         conf = os.path.join(WORK, "radvd.conf")
         with open(conf, "w") as f:
-            f.write("interface ngn-rt {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n"
-                    "  AdvManagedFlag %s;\n  AdvOtherConfigFlag %s;\n%s};\n"
-                    % ("on" if managed else "off", "on" if managed else "off", prefixes))
+            f.write(text)
         self.start("radvd", "ngn", ["radvd", "-n", "-C", conf, "-p", os.path.join(WORK, "radvd.pid"),
                                     "-u", "root", "-m", "stderr"])
 
     def delegate_pd(self, prefix56):
         """RA with M/O flags and no prefix (link-local only wan, as on FLET'S Cross), ISC dhcpd
         delegating ``prefix56``, and dhcpcd on the router asking for it."""
-        self._radvd("", managed=True)
+        self._radvd(ngn.radvd_conf("ngn-rt", managed=True))
         conf = os.path.join(WORK, "dhcpd6.conf")
-        net = prefix56.split("/")[0]
         with open(conf, "w") as f:
-            f.write("default-lease-time 3600;\nmax-lease-time 7200;\n"
-                    "subnet6 fd00:ffff::/64 {\n  prefix6 %s %s /56;\n}\n" % (net, net))
+            f.write(ngn.dhcpd6_conf("fd00:ffff::/64", prefix56))
         leases = os.path.join(WORK, "dhcpd6.leases")
         open(leases, "w").close()
         self.start("dhcpd", "ngn", ["dhcpd", "-6", "-f", "-cf", conf, "-lf", leases,
