@@ -589,7 +589,11 @@ def ensure(profile, cache=None, sources=None, jobs=None):
         return dest
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f".{profile}-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent caller builds it once
+        try:  # a concurrent caller builds it once; the others wait for it
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another build of {profile}-{key} ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if (dest / "manifest.json").is_file():
             return dest
         # holding the lock, no other builder of this key is alive: drop their leftovers

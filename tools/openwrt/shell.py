@@ -85,7 +85,11 @@ def inner(cfg, cmd):
     env = dict(os.environ, PATH=PATH, MAPE_OPENWRT_PROFILE=cfg["profile"])
     env.pop("MAPE_OPENWRT_SHELL_CFG", None)
 
-    child = subprocess.Popen(cmd, env=env)
+    try:
+        child = subprocess.Popen(cmd, env=env)
+    except OSError as e:
+        print(f"shell.py: {cmd[0]}: {e.strerror}", file=sys.stderr)
+        return 127
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: child.send_signal(s))
     # pid 1: reap every orphan until our command is done
