@@ -14,6 +14,7 @@ import time
 
 from mape.core import observe as observe_mod
 from mape.core.errors import MapeError, UnsupportedPrefix
+from mape.core.health import problems as health_problems
 from mape.core.plan import Target
 from mape.shell import statusfile
 from mape.shell.system import CommandError
@@ -219,6 +220,12 @@ class Daemon:
             self.health = self.platform.health(target, settings)
         self.sys_warnings = self.platform.warnings(target, settings)
         self.refresh_ports()
+        nat_wanted = self.platform.nat.available and getattr(settings, "manage_firewall", True)
+        wrong = health_problems(self.health, mapping.ipv4_text, nat_wanted)
+        if wrong:
+            self._set_state("error", "MAP-E configured for %s but not working: %s" % (mapping.ipv4_text,
+                                                                                    "; ".join(wrong)))
+            return
         d = mapping.as_dict()
         self._set_state("ok", "MAP-E %s: %s, %d ports" % ("applied" if applied else "up to date",
                                                            mapping.ipv4_text, d["port_count"]))

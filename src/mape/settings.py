@@ -12,6 +12,7 @@ from mape.core.ucifile import parse
 import re as _re
 
 _IFNAME = _re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
+_SECONDS = _re.compile(r"^[0-9]{1,5}(\.[0-9]{1,3})?$")
 _TRUE = ("1", "true", "yes", "on", "enabled")
 _FALSE = ("0", "false", "no", "off", "disabled")
 
@@ -25,12 +26,11 @@ class Settings:
         "wan_iface": ("wan", "ifname", None, None),
         "wan6_iface": ("wan6", "ifname", None, None),
         "wan6pd_iface": ("wan6pd", "ifname", None, None),
-        "manage_wan6pd": (True, "bool", None, None),
         "manage_firewall": (True, "bool", None, None),
         "fw_zone": ("wan", "ifname", None, None),
         "mtu": (1460, "int", 1280, 1500),
         "recheck": (300, "int", 10, 86400),
-        "debounce": (2, "int", 0, 60),
+        "debounce": (0.5, "seconds", 0, 60),
         "verify_timeout": (30, "int", 0, 600),
         "history": (10, "int", 1, 100),
         "rollback": (True, "bool", None, None),
@@ -52,11 +52,6 @@ class Settings:
         return isinstance(other, Settings) and self.as_dict() == other.as_dict() and \
             self.nat_options == other.nat_options
 
-    @property
-    def tunlink(self):
-        """The interface whose prefix netifd's mapcalc must use (the one holding the /56)."""
-        return self.wan6pd_iface if self.manage_wan6pd else self.wan6_iface
-
 
 def _convert(name, raw, kind, lower, upper):
     if isinstance(raw, list):
@@ -75,6 +70,16 @@ def _convert(name, raw, kind, lower, upper):
             raise InputError("option '%s' must be a number, not %r" % (name, value))
         if not lower <= number <= upper:
             raise InputError("option '%s' must be between %d and %d, not %d" % (name, lower, upper, number))
+        return number
+    if kind == "seconds":
+        try:
+            number = float(value) if _SECONDS.match(value) else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise InputError("option '%s' must be a number of seconds such as 0.5, not %r" % (name, value[:40]))
+        if not lower <= number <= upper:
+            raise InputError("option '%s' must be between %d and %d seconds, not %s" % (name, lower, upper, value))
         return number
     if not _IFNAME.match(value):
         raise InputError("option '%s' must be an interface/zone name (letters, digits, _ . -; "
@@ -116,9 +121,7 @@ def settings_from_sections(sections, source="/etc/config/mape", nat_parser=None)
         except InputError as e:
             raise InputError("%s: %s" % (source, e))
     settings = Settings(**values)
-    names = [settings.wan_iface, settings.wan6_iface]
-    if settings.manage_wan6pd:
-        names.append(settings.wan6pd_iface)
+    names = [settings.wan_iface, settings.wan6_iface, settings.wan6pd_iface]
     if len(set(names)) != len(names):
         raise InputError("%s: wan_iface, wan6_iface and wan6pd_iface must be different interfaces" % source)
     if len(settings.wan_iface) > 11:

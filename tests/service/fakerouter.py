@@ -58,6 +58,9 @@ class Router:
                 pass
         else:
             self.write("ubus/network.interface.wan6.status.json", text)
+        if os.path.exists(self.path("ubus/network.interface.wan.status.json")):
+            # netifd re-evaluates map.sh's host dependency when wan6 comes and goes
+            subprocess.run([self.path("etc/init.d/network"), "event"], env=self.env(), check=True, timeout=60)
 
     def env(self):
         env = dict(os.environ)

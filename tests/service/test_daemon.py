@@ -35,7 +35,7 @@ def test_pd56_first_run_writes_exact_batch_commits_reloads(router):
     assert st["tunnel"] == {"interface": "wan", "up": True, "device": "map-wan", "ipv4": "106.73.34.51",
                             "expected_ipv4": "106.73.34.51"}
     assert st["firewall"]["health"] == "present" and st["firewall"]["backend"] == "iptables"
-    assert st["uci"]["network.wan"]["tunlink"] == "wan6pd"
+    assert st["uci"]["network.wan"]["tunlink"] == "wan6"
     assert [h["event"] for h in st["history"]] == ["prefix-changed", "applied"]
     assert st["ports"]["capacity"] == 240
     # the originals are kept, the journal is gone, no delta left behind
@@ -43,8 +43,8 @@ def test_pd56_first_run_writes_exact_batch_commits_reloads(router):
     assert router.read("etc/mape-py/journal") is None
     assert not os.path.exists(router.path("tmp/.uci/network"))
     net = router.read("etc/config/network")
-    assert "config interface 'wan6pd'\n\toption proto 'static'\n\toption device 'eth1'\n" \
-           "\tlist ip6addr '240b:11:2233:4400::1001'\n" in net
+    assert "\toption proto 'map'\n" in net and "\toption rule 'type=map-e," in net
+    assert "wan6pd" not in net
 
 
 def test_ra64_uses_the_address_and_gives_the_same_config(router):
@@ -214,7 +214,7 @@ def test_offload_warning_in_status(router):
 
 def test_remove_undoes_only_what_mape_py_owns(router):
     assert router.once().returncode == 0
-    assert "wan6pd" in router.read("etc/config/network")
+    assert "option tunlink 'wan6'" in router.read("etc/config/network")
     # the user edits other things afterwards: they must survive the removal
     router.write("etc/config/network", router.read("etc/config/network").replace(
         "option ipaddr '192.168.8.1'", "option ipaddr '192.168.50.1'"))
@@ -227,17 +227,14 @@ def test_remove_undoes_only_what_mape_py_owns(router):
     assert p.stdout == "restored: network, firewall\n"
     assert router.batches() == [
         "set network.wan.proto='dhcp'\n"
-        "delete network.wan.maptype\ndelete network.wan.peeraddr\ndelete network.wan.ipaddr\n"
-        "delete network.wan.ip4prefixlen\ndelete network.wan.ip6prefix\ndelete network.wan.ip6prefixlen\n"
-        "delete network.wan.ealen\ndelete network.wan.psidlen\ndelete network.wan.offset\n"
+        "delete network.wan.maptype\ndelete network.wan.rule\n"
         "delete network.wan.legacymap\ndelete network.wan.mtu\ndelete network.wan.tunlink\n"
-        "delete network.wan6pd\n"
-        "del_list firewall.@zone[1].network='wan6pd'\n"]
+        "delete firewall.@zone[1].mtu_fix\n"]
     expected_net = open(os.path.join(SDATA, "network.initial")).read().replace(
         "option ipaddr '192.168.8.1'", "option ipaddr '192.168.50.1'")
     assert router.read("etc/config/network") == expected_net
     fw = router.read("etc/config/firewall")
-    assert "wan6pd" not in fw and "option src_dport '8443'" in fw
+    assert "mtu_fix" not in fw and "option src_dport '8443'" in fw
     assert "mape_py" not in router.read("iptables/nat.json")
     # nothing left to undo: a second removal writes nothing
     router.clear_calls()
@@ -276,7 +273,7 @@ def test_no_rollback_when_disabled_and_netifd_errors_shown(router):
     router.write("scenario/tunnel_fail", "")
     p = router.once()
     assert p.returncode == 1
-    assert "option tunlink 'wan6pd'" in router.read("etc/config/network")
+    assert "option tunlink 'wan6'" in router.read("etc/config/network")
     st = router.status()
     assert st["state"] == "error" and st["last_error"]["message"] == "wan did not come up with 106.73.34.51 within 2s"
     assert st["tunnel"] == {"interface": "wan", "up": False, "errors": ["INVALID_MAP_RULE"],

@@ -19,7 +19,7 @@ def make_clean(router):
     router.write("usr/sbin/mapcalc", "")
     router.write("etc/board.json", '{"network": {"wan": {"device": "eth1", "protocol": "dhcp"}}}')
     router.write("usr/lib/iptables/libxt_statistic.so", "")
-    assert router.once().returncode == 0  # the daemon puts wan6pd into the zone
+    assert router.once().returncode == 0  # the daemon sets the zone's mtu_fix
 
 
 def test_clean_router_passes(router):
@@ -27,17 +27,18 @@ def test_clean_router_passes(router):
     rc, checks = doctor(router)
     assert rc == 0, checks
     assert set(checks) == {"map-package", "wan6-device", "ipv6-mode", "wan6-prefix", "acceleration",
-                           "wan6pd-zone", "map-sh-patched", "iptables-extensions"}
+                           "wan-zone", "map-sh-patched", "iptables-extensions"}
 
 
 def test_every_pitfall_is_reported_with_a_fix(router):
     make_clean(router)
     net = router.read("etc/config/network").replace("option proto 'dhcpv6'\n\toption disabled '0'",
                                                     "option proto 'static'\n\toption disabled '0'")
-    net = net.replace("option reqprefix 'auto'\n\toption device 'eth1'", "option reqprefix 'auto'\n\toption device 'br-lan'")
+    net = net.replace("option reqprefix 'auto'\n\toption device 'eth1'",
+                      "option reqprefix 'auto'\n\toption device 'br-lan'\n\toption defaultroute '0'")
     router.write("etc/config/network", net)
     fw = router.read("etc/config/firewall").replace("option flow_offloading '0'", "option flow_offloading '1'")
-    fw = fw.replace("\tlist network 'wan6pd'\n", "")
+    fw = fw.replace("\tlist network 'wan'\n", "")
     router.write("etc/config/firewall", fw)
     router.write("lib/netifd/proto/map.sh", "local MARK_BASE=0x00100000\njson_add_string mark x\n")
     router.write("etc/firewall.user", "iptables -t mangle -A PREROUTING -j HMARK --hmark-tuple src\n")
@@ -48,8 +49,9 @@ def test_every_pitfall_is_reported_with_a_fix(router):
     rc, checks = doctor(router)
     assert rc == 1
     bad = {code for code, c in checks.items() if not c["ok"]}
-    assert bad == {"map-package", "wan6-device", "ipv6-mode", "acceleration", "wan6pd-zone", "map-sh-patched",
-                   "firewall-user-hmark", "iptables-extensions"}
+    assert bad == {"map-package", "wan6-device", "ipv6-mode", "acceleration", "wan-zone", "map-sh-patched",
+                   "firewall-user-hmark", "iptables-extensions", "wan6-defaultroute"}
+    assert "NO_DEVICE" in checks["wan6-defaultroute"]["message"]
     assert checks["iptables-extensions"]["fix"] == "opkg update && opkg install iptables-mod-ipopt"
     for code in bad:
         assert checks[code]["fix"]

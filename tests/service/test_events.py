@@ -38,7 +38,7 @@ def wait_prefix(router, prefix):
                     and router.status()["state"] == "ok", what="prefix " + prefix)
 
 
-def test_prefix_change_notification_rewrites_only_wan6pd(router):
+def test_prefix_change_notification_rewrites_only_the_rule(router):
     started(router)
     router.clear_calls()
     new = wan6_with("240b:11:5566:7700")
@@ -46,10 +46,8 @@ def test_prefix_change_notification_rewrites_only_wan6pd(router):
     router.notify(update_event(new))
     wait_prefix(router, "240b:11:5566:7700::/56")
     assert router.batches() == [
-        "delete network.wan6pd.ip6addr\n"
-        "add_list network.wan6pd.ip6addr='240b:11:5566:7700::1001'\n"
-        "set network.wan6pd.ip6gw='240b:11:5566:7700::1'\n"
-        "set network.wan6pd.ip6prefix='240b:11:5566:7700::/56'\n"]
+        "set network.wan.rule='type=map-e,ipv6prefix=240b:10::,prefix6len=31,ipv4prefix=106.72.0.0,prefix4len=15,"
+        "ealen=25,psidlen=8,offset=4,br=2404:9200:225:100::64,pd=240b:11:5566:7700::,pdlen=56'\n"]
     calls = router.calls().splitlines()
     assert "uci commit network" in calls and "uci commit firewall" not in calls
     assert calls.index("uci commit network") < calls.index("network reload")

@@ -10,7 +10,7 @@ def test_defaults_when_missing(tmp_path):
     s = load_settings(str(tmp_path / "nope"))
     assert s == Settings()
     assert (s.enabled, s.wan_iface, s.wan6_iface, s.wan6pd_iface, s.mtu, s.recheck) == (True, "wan", "wan6", "wan6pd", 1460, 300)
-    assert s.tunlink == "wan6pd"
+    assert s.debounce == 0.5
 
 
 def test_shipped_config_parses():
@@ -21,17 +21,20 @@ def test_shipped_config_parses():
 
 
 def test_values_and_user_rule():
-    s = settings_from_text("config mape 'config'\n\toption enabled '0'\n\toption manage_wan6pd 'no'\n"
+    s = settings_from_text("config mape 'config'\n\toption enabled '0'\n\toption manage_wan6pd '1'\n"
                            "\toption mtu '1454'\n\toption nat_strategy 'hash'\n"
                            "config rule\n\toption ip6prefix '2001:db8::/32'\n\toption ipaddr '192.0.2.0/24'\n"
                            "\toption ealen '16'\n\toption psidlen '8'\n\toption peeraddr '2001:db8::1'\n")
-    assert (s.enabled, s.manage_wan6pd, s.mtu, s.tunlink) == (False, False, 1454, "wan6")
+    assert (s.enabled, s.mtu) == (False, 1454)
+    assert not hasattr(s, "manage_wan6pd")  # an option of mape-py < 0.2: accepted, ignored
     assert s.nat_options == {"nat_strategy": "hash"} and len(s.rules) == 1
 
 
 @pytest.mark.parametrize("text, message", [
     ("config mape\n\toption mtu 'big'\n", "option 'mtu' must be a number, not 'big'"),
     ("config mape\n\toption mtu '9000'\n", "option 'mtu' must be between 1280 and 1500, not 9000"),
+    ("config mape\n\toption debounce '1e3'\n", "option 'debounce' must be a number of seconds such as 0.5"),
+    ("config mape\n\toption debounce '61'\n", "option 'debounce' must be between 0 and 60 seconds, not 61"),
     ("config mape\n\toption enabled 'maybe'\n", "option 'enabled' must be 0 or 1, not 'maybe'"),
     ("config mape\n\toption wan_iface 'wan; reboot'\n", "option 'wan_iface' must be an interface/zone name"),
     ("config mape\n\toption wan6_iface 'wan'\n", "wan_iface, wan6_iface and wan6pd_iface must be different"),

@@ -50,9 +50,13 @@ def test_matches_fc2_calculator(vector):
     assert fc2_alert == any(w["code"] == "subnet-not-0" for w in d["warnings"])
     # and the UCI values are the calculator's values
     uci = dict(wan_options(m))
-    assert uci["peeraddr"] == fc2["peeraddr"] and uci["ipaddr"] == fc2["ipaddr"]
-    assert uci["ip4prefixlen"] == str(fc2["ip4prefixlen"]) and uci["ealen"] == str(fc2["ealen"])
+    rule_string = dict(item.split("=", 1) for item in uci["rule"].split(","))
+    assert rule_string["br"] == fc2["peeraddr"] and rule_string["ipv4prefix"] == fc2["ipaddr"]
+    assert rule_string["prefix4len"] == str(fc2["ip4prefixlen"]) and rule_string["ealen"] == str(fc2["ealen"])
+    assert (rule_string["psidlen"], rule_string["offset"]) == (str(fc2["psidlen"]), str(fc2["offset"]))
+    assert "%s/%s" % (rule_string["pd"], rule_string["pdlen"]) == d["end_user_prefix"]
     assert uci["mtu"] == "1460" and uci["legacymap"] == "1" and uci["maptype"] == "map-e"
+    assert uci["tunlink"] == "wan6"
 
 
 @pytest.mark.parametrize("vector", by_kind(lambda v: (v.get("fc2_output") or {}).get("supported") is False))

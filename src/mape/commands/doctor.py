@@ -1,7 +1,7 @@
 """Check this router for the pitfalls of the manual MAP-E procedure and say how to fix each:
 the `map` package missing, wan6 on another device than the physical WAN, IPv6 not in
-native/passthrough mode, flow offloading / network acceleration on, wan6pd missing from the
-wan firewall zone, a stale patched map.sh or old HMARK rules in /etc/firewall.user.
+native/passthrough mode or without its default route, flow offloading / network acceleration
+on, wan missing from the wan firewall zone, a stale patched map.sh or old HMARK rules in /etc/firewall.user.
 
 手動手順でよくある問題を確認し、直し方を表示します。
 
@@ -9,6 +9,8 @@ Exit code: 0 all good, 1 something to fix.
 """
 import json
 import sys
+
+from mape.shell.router_checks import iptables_extensions, offload_warnings
 
 FIX_ACCEL = ("GL.iNet: NETWORK -> Network Acceleration -> off; OpenWrt: uci set "
              "firewall.@defaults[0].flow_offloading='0'; uci set firewall.@defaults[0].flow_offloading_hw='0'; "
@@ -33,31 +35,6 @@ def _find(sections, name):
         if s.name == name:
             return s
     return None
-
-
-def _defaults(firewall):
-    for s in firewall:
-        if s.type == "defaults":
-            return s
-    return None
-
-
-def offload_warnings(firewall, system):
-    """Status warnings: acceleration lets packets bypass the port-set NAT (they leak)."""
-    out = []
-    d = _defaults(firewall)
-    if d is not None:
-        on = [k for k in ("flow_offloading", "flow_offloading_hw") if str(d.get(k, "0")) == "1"]
-        if on:
-            out.append({"code": "offload-enabled",
-                        "message": "flow offloading is on (%s): offloaded packets can bypass the MAP-E "
-                                   "NAT rules and leak un-translated" % ", ".join(on)})
-    toggle = system.read("/sys/kernel/debug/hnat/hook_toggle", limit=256)
-    if toggle is not None and ("1" == toggle.strip() or "enable" in toggle.lower()):
-        out.append({"code": "gl-acceleration",
-                    "message": "hardware NAT acceleration (mtkhnat) is on: packets can bypass the MAP-E "
-                               "NAT rules and leak un-translated (GL.iNet: turn off Network Acceleration)"})
-    return out
 
 
 def physical_wan(system, network):
@@ -85,34 +62,6 @@ def physical_wan(system, network):
     if wan is not None and wan.get("proto") != "map" and (wan.get("device") or wan.get("ifname")):
         return wan.get("device") or wan.get("ifname"), "wan"
     return None, None
-
-
-# iptables extensions the fw3 ruleset uses beyond base iptables, with the OpenWrt package
-# that ships each (libxt_*.so under /usr/lib/iptables; the kernel side comes with it).
-IPTABLES_MATCHES = {"rr": [("statistic", "iptables-mod-ipopt")],
-                    "hash": [("u32", "iptables-mod-u32")]}
-
-
-def iptables_extensions(system, settings):
-    """Missing iptables match extensions for the configured strategy on a fw3 router: an
-    `all` package cannot depend on fw3-only packages, so we check instead."""
-    nat = settings.nat
-    if not isinstance(nat, dict):
-        from mape.core.errors import MapeError
-        from mape.core.nat import parse_nat_options
-
-        try:
-            nat = parse_nat_options(settings.nat_options)
-        except MapeError:
-            nat = {}  # reported by the config check
-    backend = nat.get("backend", "auto")
-    if backend in ("off", "nftables") or (backend == "auto" and system.exists("/sbin/fw4")):
-        return None
-    missing = []
-    for match, package in IPTABLES_MATCHES.get(nat.get("strategy", "rr"), []):
-        if not any(system.exists("%s/libxt_%s.so" % (d, match)) for d in ("/usr/lib/iptables", "/usr/lib/xtables")):
-            missing.append((match, package))
-    return missing
 
 
 def checks(system, network, firewall, settings, map_sh=None, firewall_user=None, wan6_status=None):
@@ -161,21 +110,26 @@ def checks(system, network, firewall, settings, map_sh=None, firewall_user=None,
     out.append(_check("acceleration", not accel,
                       "; ".join(w["message"] for w in accel) if accel else "flow offloading / acceleration is off",
                       FIX_ACCEL))
-    if settings.manage_wan6pd and _find(network, settings.wan6pd_iface) is not None:
-        zone = None
-        for s in firewall:
-            if s.type == "zone" and s.get("name") == settings.fw_zone:
-                zone = s
-        nets = []
-        if zone is not None:
-            raw = zone.get("network")
-            for item in raw if isinstance(raw, list) else ([raw] if raw else []):
-                nets.extend(item.split())
-        ok = settings.wan6pd_iface in nets
-        out.append(_check("wan6pd-zone", ok,
-                          "%s is %sin firewall zone %s" % (settings.wan6pd_iface, "" if ok else "not ", settings.fw_zone),
-                          "uci add_list firewall.@zone[N].network='%s' for the %s zone; uci commit firewall "
-                          "(mape-py daemon does this itself)" % (settings.wan6pd_iface, settings.fw_zone)))
+    if wan6 is not None and str(wan6.get("defaultroute", "1")) == "0":
+        out.append(_check("wan6-defaultroute", False,
+                          "%s has defaultroute '0': netifd then cannot resolve map.sh's dependency on a route "
+                          "to '::' over %s and wan fails with NO_DEVICE" % (settings.wan6_iface, settings.wan6_iface),
+                          "uci delete network.%s.defaultroute; uci commit network; /etc/init.d/network reload"
+                          % settings.wan6_iface))
+    zone = None
+    for s in firewall:
+        if s.type == "zone" and s.get("name") == settings.fw_zone:
+            zone = s
+    nets = []
+    if zone is not None:
+        raw = zone.get("network")
+        for item in raw if isinstance(raw, list) else ([raw] if raw else []):
+            nets.extend(item.split())
+    ok = settings.wan_iface in nets
+    out.append(_check("wan-zone", ok,
+                      "%s is %sin firewall zone %s" % (settings.wan_iface, "" if ok else "not ", settings.fw_zone),
+                      "uci add_list firewall.@zone[N].network='%s' for the %s zone; uci commit firewall "
+                      "(mape-py daemon does this itself)" % (settings.wan_iface, settings.fw_zone)))
     if map_sh:
         stale = [m for m in ("MARK_BASE", "json_add_string mark", "connlimit_ports \"1\"", "numgen", "snat_fix")
                  if m in map_sh]

@@ -1,52 +1,56 @@
-"""The OpenWrt `network` values a mapping implies: `wan` as proto map, and the static
-`wan6pd` interface that gives netifd's mapcalc a prefix to find (the manual procedure's
-64-bit mapcalc workaround). Values are strings, as UCI stores them."""
+"""The OpenWrt `network` values a mapping implies: `wan` as proto map whose `rule` hands
+netifd's mapcalc the customer prefix (`pd=`/`pdlen=`), with `tunlink` = wan6.
+
+Why this shape (docs/service.md, "Why tunlink wan6 and pd= in the rule"): map.sh adds a
+host dependency on `::` over `tunlink`, which netifd resolves only through an enabled
+default route on that interface; wan6 has the line's real one. Given `pd=`/`pdlen=`,
+mapcalc skips its search of interface prefixes (which finds nothing on an RA-only line and
+the wrong /60 behind a home gateway) and builds the CE address in subnet 0 of the /56, as
+the BR expects. No helper interface, no invented gateway, no null route.
+Values are strings, as UCI stores them."""
 from mape.core.addr import format_v6
 
 DEFAULT_MTU = 1460
 
 
-def wan_options(mapping, mtu=DEFAULT_MTU, tunlink=None):
+def map_rule(mapping):
+    """mapcalc's rule string (BMR) for ``mapping``, with the customer prefix as pd=/pdlen=.
+    Integers in decimal without leading zeros: mapcalc reads them with strtoul(.., 0)."""
     rule = mapping.rule
-    options = [
+    return ",".join((
+        "type=map-e",
+        "ipv6prefix=%s" % rule.ip6prefix_text,
+        "prefix6len=%d" % rule.ip6len,
+        "ipv4prefix=%s" % rule.ipv4_text,
+        "prefix4len=%d" % rule.ip4len,
+        "ealen=%d" % rule.ealen,
+        "psidlen=%d" % rule.psidlen,
+        "offset=%d" % rule.offset,
+        "br=%s" % rule.br,
+        "pd=%s" % format_v6(mapping.end_user_prefix),
+        "pdlen=%d" % mapping.end_user_len,
+    ))
+
+
+def wan_options(mapping, mtu=DEFAULT_MTU, tunlink="wan6"):
+    return [
         ("proto", "map"),
         ("maptype", "map-e"),
-        ("peeraddr", rule.br),
-        ("ipaddr", rule.ipv4_text),
-        ("ip4prefixlen", str(rule.ip4len)),
-        ("ip6prefix", rule.ip6prefix_text),
-        ("ip6prefixlen", str(rule.ip6len)),
-        ("ealen", str(rule.ealen)),
-        ("psidlen", str(rule.psidlen)),
-        ("offset", str(rule.offset)),
-        ("legacymap", "1" if rule.legacy else "0"),
+        ("rule", map_rule(mapping)),
+        ("legacymap", "1" if mapping.rule.legacy else "0"),
         ("mtu", str(mtu)),
+        ("tunlink", tunlink),
     ]
-    if tunlink:
-        options.append(("tunlink", tunlink))
-    return options
 
 
-def wan6pd_options(mapping, device=None):
-    """Static interface on wan6's device: <64>::1001, gateway <64>::1, the customer /56."""
-    net64 = mapping.wan6_64
-    options = [("proto", "static")]
-    if device:
-        options.append(("device", device))
-    options += [
-        ("ip6addr", format_v6(net64 | 0x1001)),
-        ("ip6gw", format_v6(net64 | 1)),
-        ("ip6prefix", mapping.end_user_prefix_text),
-        ("defaultroute", "0"),
-    ]
-    return options
+# map.sh ignores these once `rule` is set; left behind they would only mislead a reader of
+# the config (earlier mape-py versions and the manual procedure wrote them).
+WAN_IGNORED = ("peeraddr", "ipaddr", "ip4prefixlen", "ip6prefix", "ip6prefixlen", "ealen", "psidlen",
+               "offset", "psid")
 
 
 def render_stanza(section_type, name, options):
     lines = ["config %s '%s'" % (section_type, name)]
     for key, value in options:
-        if key == "ip6addr":
-            lines.append("\tlist %s '%s'" % (key, value))
-        else:
-            lines.append("\toption %s '%s'" % (key, value))
+        lines.append("\toption %s '%s'" % (key, value))
     return "\n".join(lines) + "\n"

@@ -2,19 +2,15 @@
 `uci batch` text that gets from one to the other (pure).
 
 The values come from mape.core.network (the one place that knows them). mape-py owns:
-- network.<wan_iface>: the options of wan_options() (proto map ...); `rule`/`psid`, which
-  would override them in map.sh, are deleted;
-- network.<wan6pd_iface> (when manage_wan6pd): the static interface of wan6pd_options()
-  on wan6's device;
-- in the firewall zone named <fw_zone>: `list network` holds wan6pd, masq '1', mtu_fix '1'.
+- network.<wan_iface>: the options of wan_options() (proto map, rule, tunlink ...); the
+  per-field map options map.sh ignores next to `rule` are deleted;
+- in the firewall zone named <fw_zone>: `list network` holds <wan_iface>, masq '1', mtu_fix '1';
+- what earlier versions created and this one no longer wants: the static `wan6pd` helper
+  interface and its zone entry, removed when the saved original config did not have them.
 Nothing else is touched; an empty plan means nothing is written (flash wear).
 """
-from mape.core.network import wan6pd_options, wan_options
+from mape.core.network import WAN_IGNORED, wan_options
 from mape.core.ucifile import parse
-
-LIST_OPTIONS = ("ip6addr",)
-# map.sh reads these before the per-field options: leftovers would silently win.
-WAN_CONFLICTING = ("rule", "psid")
 
 
 def quote(value):
@@ -23,17 +19,20 @@ def quote(value):
 
 
 class Desired:
-    """Sections mape-py wants, as {(package, section): (type, [(option, value|[values])])}
-    plus the firewall zone requirements."""
+    """Sections mape-py wants, as [(package, section, type, [(option, value|[values])])]
+    plus the firewall zone requirements and what it must remove."""
 
-    __slots__ = ("sections", "zone", "zone_networks", "zone_options", "deletes")
+    __slots__ = ("sections", "zone", "zone_networks", "zone_options", "deletes", "drop_sections",
+                 "zone_drop_networks")
 
     def __init__(self):
-        self.sections = []          # [(package, section, type, [(option, value)])]
-        self.zone = None            # firewall zone name
-        self.zone_networks = []     # networks the zone must list
-        self.zone_options = []      # [(option, value)] the zone must have
-        self.deletes = []           # [(package, section, option)] that must not exist
+        self.sections = []            # [(package, section, type, [(option, value)])]
+        self.zone = None              # firewall zone name
+        self.zone_networks = []       # networks the zone must list
+        self.zone_options = []        # [(option, value)] the zone must have
+        self.deletes = []             # [(package, section, option)] that must not exist
+        self.drop_sections = []       # [(package, section)] to delete if mape-py created them
+        self.zone_drop_networks = []  # networks to take out of the zone if mape-py added them
 
     def as_status(self):
         """{"network.wan": {...}, ...} for the status document."""
@@ -47,22 +46,18 @@ class Desired:
         return out
 
 
-def desired_state(mapping, settings, device=None):
+def desired_state(mapping, settings):
     d = Desired()
     d.sections.append(("network", settings.wan_iface, "interface",
-                       wan_options(mapping, mtu=settings.mtu, tunlink=settings.tunlink)))
-    for option in WAN_CONFLICTING:
+                       wan_options(mapping, mtu=settings.mtu, tunlink=settings.wan6_iface)))
+    for option in WAN_IGNORED:
         d.deletes.append(("network", settings.wan_iface, option))
-    if settings.manage_wan6pd:
-        options = []
-        for key, value in wan6pd_options(mapping, device=device):
-            options.append((key, [value] if key in LIST_OPTIONS else value))
-        d.sections.append(("network", settings.wan6pd_iface, "interface", options))
+    d.drop_sections.append(("network", settings.wan6pd_iface))
     if getattr(settings, "manage_firewall", True):
         d.zone = settings.fw_zone
-        if settings.manage_wan6pd:
-            d.zone_networks = [settings.wan6pd_iface]
+        d.zone_networks = [settings.wan_iface]
         d.zone_options = [("masq", "1"), ("mtu_fix", "1")]
+        d.zone_drop_networks = [settings.wan6pd_iface]
     return d
 
 
@@ -119,8 +114,56 @@ def _as_list(value):
     return [value]
 
 
-def make_plan(desired, current):
-    """Plan from Desired and {package: [Section]} (what `uci export` shows now)."""
+def _zone_words(value):
+    words = []
+    for item in _as_list(value):
+        words.extend(item.split())
+    return words
+
+
+def _drop_created(plan, package, name, current, original):
+    """Delete section ``name`` when it exists now and the original (saved before mape-py's
+    first change) did not have it: an earlier mape-py created it."""
+    if original is None or package not in original:
+        return
+    if _find(current.get(package, []), name) is not None and _find(original[package], name) is None:
+        plan.commands.append("delete %s.%s" % (package, name))
+        plan.changes.append("delete %s.%s (created by an earlier mape-py)" % (package, name))
+        plan._touch(package)
+
+
+def _edit_zone_networks(plan, path, zone_name, have, add, drop):
+    """Add ``add`` to and take ``drop`` out of the zone's `network` (a list or a string of
+    words), with del_list/add_list when it is a plain list, else rewritten as a list."""
+    words = _zone_words(have)
+    add = [n for n in add if n not in words]
+    drop = [n for n in drop if n in words]
+    if not add and not drop:
+        return
+    if have is None or (isinstance(have, list) and all(len(item.split()) == 1 for item in have)):
+        for name in drop:
+            plan.commands.append("del_list %s.network=%s" % (path, quote(name)))
+        for name in add:
+            plan.commands.append("add_list %s.network=%s" % (path, quote(name)))
+    else:
+        plan.commands.append("delete %s.network" % path)
+        for name in [w for w in words if w not in drop] + add:
+            plan.commands.append("add_list %s.network=%s" % (path, quote(name)))
+    if add:
+        plan.changes.append("zone %s: add network %s" % (zone_name, " ".join(add)))
+    if drop:
+        plan.changes.append("zone %s: remove network %s" % (zone_name, " ".join(drop)))
+
+
+def _added_by_us(names, zone_original):
+    """Those of ``names`` the original zone did not list (so mape-py added them)."""
+    had = _zone_words(zone_original.get("network")) if zone_original is not None else []
+    return [n for n in names if n not in had]
+
+
+def make_plan(desired, current, original=None):
+    """Plan from Desired, {package: [Section]} (what `uci export` shows now) and the
+    original configs saved before mape-py's first change (None: none saved yet)."""
     plan = Plan()
     for package, name, type_, options in desired.sections:
         sections = current.get(package, [])
@@ -149,26 +192,21 @@ def make_plan(desired, current):
                 plan.changes.append("delete %s.%s" % (path, key))
         if plan.commands:
             plan._touch(package)
+    for package, name in desired.drop_sections:
+        _drop_created(plan, package, name, current, original)
     if desired.zone:
         before = len(plan.commands)
         ref, zone = _find_zone(current.get("firewall", []), desired.zone)
         if zone is None:
-            plan.problems.append("firewall zone %r not found: add wan6pd to your WAN zone by hand" % desired.zone)
+            plan.problems.append("firewall zone %r not found: add %s to your WAN zone by hand"
+                                 % (desired.zone, " ".join(desired.zone_networks) or "the map interface"))
         else:
             path = "firewall.%s" % ref
-            have = zone.get("network")
-            words = []
-            for item in _as_list(have):
-                words.extend(item.split())
-            missing = [n for n in desired.zone_networks if n not in words]
-            if missing:
-                if isinstance(have, str) and len(have.split()) > 1:
-                    plan.commands.append("delete %s.network" % path)
-                    for item in words:
-                        plan.commands.append("add_list %s.network=%s" % (path, quote(item)))
-                for item in missing:
-                    plan.commands.append("add_list %s.network=%s" % (path, quote(item)))
-                plan.changes.append("zone %s: add network %s" % (desired.zone, " ".join(missing)))
+            drop = []
+            if original is not None and "firewall" in original:
+                _, zone_o = _find_zone(original["firewall"], desired.zone)
+                drop = [n for n in _added_by_us(desired.zone_drop_networks, zone_o) if n not in desired.zone_networks]
+            _edit_zone_networks(plan, path, desired.zone, zone.get("network"), desired.zone_networks, drop)
             for key, value in desired.zone_options:
                 if zone.get(key) != value:
                     plan.commands.append("set %s.%s=%s" % (path, key, quote(value)))
@@ -199,7 +237,7 @@ class Target:
         self.observation = observation
         self.device = observation.device if observation is not None else None
         self.wan_iface = settings.wan_iface
-        self.uci = desired_state(mapping, settings, device=self.device)
+        self.uci = desired_state(mapping, settings)
 
     def summary(self):
         """Comparable description of the end state (for platforms without UCI)."""
@@ -211,8 +249,7 @@ class Target:
         return (self.mapping.ipv4_text, self.mapping.psid, self.mapping.ce_text, self.device)
 
 
-WAN_OWNED = ("proto", "maptype", "peeraddr", "ipaddr", "ip4prefixlen", "ip6prefix", "ip6prefixlen", "ealen",
-             "psidlen", "offset", "legacymap", "mtu", "tunlink") + WAN_CONFLICTING
+WAN_OWNED = ("proto", "maptype", "rule", "legacymap", "mtu", "tunlink") + WAN_IGNORED
 WAN6PD_OWNED = ("proto", "device", "ip6addr", "ip6gw", "ip6prefix", "defaultroute")
 ZONE_OWNED = ("masq", "mtu_fix")
 
@@ -240,41 +277,29 @@ def _restore_options(plan, path, owned, original, current):
 def undo_plan(settings, original, current):
     """The batch that puts back, from ``original`` ({package: [Section]} saved before
     mape-py's first change), only what mape-py owns in ``current``: the wan options, the
-    wan6pd section, wan6pd in the zone and the zone's masq/mtu_fix. Everything else the
-    user changed since stays."""
+    wan6pd section an earlier version made, the zone networks it added and the zone's
+    masq/mtu_fix. Everything else the user changed since stays."""
     plan = Plan()
     net_o, net_c = original.get("network", []), current.get("network", [])
     wan_c = _find(net_c, settings.wan_iface)
     if wan_c is not None:
         _restore_options(plan, "network.%s" % settings.wan_iface, WAN_OWNED, _find(net_o, settings.wan_iface), wan_c)
-    if settings.manage_wan6pd:
-        pd_o, pd_c = _find(net_o, settings.wan6pd_iface), _find(net_c, settings.wan6pd_iface)
-        if pd_c is not None and pd_o is None:
+    pd_o, pd_c = _find(net_o, settings.wan6pd_iface), _find(net_c, settings.wan6pd_iface)
+    if pd_c is not None and pd_o is None:
+        if "network" in original:
             plan.commands.append("delete network.%s" % settings.wan6pd_iface)
             plan.changes.append("delete network.%s" % settings.wan6pd_iface)
-        elif pd_c is not None:
-            _restore_options(plan, "network.%s" % settings.wan6pd_iface, WAN6PD_OWNED, pd_o, pd_c)
+    elif pd_c is not None:
+        _restore_options(plan, "network.%s" % settings.wan6pd_iface, WAN6PD_OWNED, pd_o, pd_c)
     if plan.commands:
         plan._touch("network")
     before = len(plan.commands)
     ref, zone_c = _find_zone(current.get("firewall", []), settings.fw_zone)
     _, zone_o = _find_zone(original.get("firewall", []), settings.fw_zone)
-    if zone_c is not None:
+    if zone_c is not None and "firewall" in original:
         path = "firewall.%s" % ref
-        if settings.manage_wan6pd:
-            had = []
-            for item in _as_list(zone_o.get("network") if zone_o is not None else None):
-                had.extend(item.split())
-            have = zone_c.get("network")
-            name = settings.wan6pd_iface
-            if name not in had and isinstance(have, list) and name in have:
-                plan.commands.append("del_list %s.network=%s" % (path, quote(name)))
-                plan.changes.append("zone %s: remove network %s" % (settings.fw_zone, name))
-            elif name not in had and isinstance(have, str) and name in have.split():
-                rest = [w for w in have.split() if w != name]
-                plan.commands.append(("set %s.network=%s" % (path, quote(" ".join(rest)))) if rest
-                                     else "delete %s.network" % path)
-                plan.changes.append("zone %s: remove network %s" % (settings.fw_zone, name))
+        drop = _added_by_us([settings.wan_iface, settings.wan6pd_iface], zone_o)
+        _edit_zone_networks(plan, path, settings.fw_zone, zone_c.get("network"), [], drop)
         if zone_o is not None:
             _restore_options(plan, path, ZONE_OWNED, zone_o, zone_c)
     if len(plan.commands) > before:

@@ -123,14 +123,30 @@ class OpenWrt(Platform):
         return self._exports
 
     def _stale_deltas(self):
-        return [pkg for pkg in PACKAGES if self.system.exists("%s/%s" % (DELTA_DIR, pkg))]
+        """Packages with uncommitted changes in the CLI's delta directory (libuci leaves an
+        empty delta file behind after a commit: that is not a change)."""
+        out = []
+        for pkg in PACKAGES:
+            text = self.system.read("%s/%s" % (DELTA_DIR, pkg))
+            if text is not None and text.strip():
+                out.append(pkg)
+        return out
+
+    def _originals(self):
+        """{package: [Section]} saved before mape-py's first change (empty: none saved)."""
+        original = {}
+        for pkg in PACKAGES:
+            text = self.system.read("%s/original/%s" % (STATE_DIR, pkg))
+            if text is not None:
+                original[pkg] = parse_export(text, pkg)
+        return original
 
     def _committed(self, package):
         """The committed file (what `uci export` would show without the pending deltas)."""
         return self.system.read(self._config(package)) or ""
 
     def pending(self, target, settings):
-        return make_plan(target.uci, self.current(settings)).changes
+        return make_plan(target.uci, self.current(settings), self._originals() or None).changes
 
     # -- the transaction -------------------------------------------------------------
     def _config(self, package):
@@ -175,6 +191,9 @@ class OpenWrt(Platform):
 
     def recover(self, settings):
         lines = []
+        removed = self.system.remove_stale_temp(STATE_DIR)
+        if removed:
+            lines.append("removed %d temporary file(s) a killed run left in %s" % (removed, STATE_DIR))
         journal = self._read_journal()
         if journal is not None:
             packages = [p for p in journal.get("packages", PACKAGES) if p in PACKAGES] or list(PACKAGES)
@@ -207,7 +226,8 @@ class OpenWrt(Platform):
         for pkg in self._stale_deltas():
             self.uci.revert(pkg)
             exports = None
-        plan = make_plan(target.uci, exports if exports is not None else self.current(settings))
+        plan = make_plan(target.uci, exports if exports is not None else self.current(settings),
+                         self._originals() or None)
         if plan.empty:
             return plan
         self._transaction(plan)
@@ -249,11 +269,17 @@ class OpenWrt(Platform):
         return wait_until(lambda: expected in wan_status_ipv4(self.wan_status(settings)), timeout)
 
     def rollback(self, settings):
+        """Put back the configs of the last apply() and take out the NAT rules made for
+        the mapping that failed (with the include's saved ruleset, so a firewall reload
+        does not bring them back); the next good apply installs them again."""
         packages = self.last_packages or list(PACKAGES)
         self._write_journal("rolling-back", packages)
         self._restore(packages)
         self.system.remove(JOURNAL)
-        self._reload(packages)
+        try:
+            self.nat.remove()
+        finally:
+            self._reload(packages)
 
     def remove(self, settings):
         """Undo what mape-py owns (wan options, wan6pd, the zone entries), taking the values
@@ -261,11 +287,7 @@ class OpenWrt(Platform):
         Same transaction as apply(). Returns the packages changed."""
         from mape.core.plan import undo_plan
 
-        original = {}
-        for pkg in PACKAGES:
-            text = self.system.read("%s/original/%s" % (STATE_DIR, pkg))
-            if text is not None:
-                original[pkg] = parse_export(text, pkg)
+        original = self._originals()
         changed = []
         if original:
             for pkg in self._stale_deltas():
@@ -309,7 +331,7 @@ class OpenWrt(Platform):
         return out
 
     def warnings(self, target, settings):
-        from mape.commands.doctor import offload_warnings
+        from mape.shell.router_checks import offload_warnings
 
         try:
             firewall = parse_export(self.uci.export("firewall"), "firewall")

@@ -68,12 +68,48 @@ class System:
         if sync:
             fsync_dir(directory)
 
+    def remove_stale_temp(self, directory):
+        """Delete the temp files of write_atomic() under ``directory`` whose writer is gone
+        (a run killed between write and rename). Returns how many were removed."""
+        removed = 0
+        for top, _, files in os.walk(self.path(directory)):
+            for name in files:
+                pid = _temp_writer(name)
+                if pid is None or _alive(pid):
+                    continue
+                try:
+                    os.unlink(os.path.join(top, name))
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
     def remove(self, path):
         try:
             os.unlink(self.path(path))
             fsync_dir(os.path.dirname(self.path(path)))
         except FileNotFoundError:
             pass
+
+
+def _temp_writer(name):
+    """The PID in a write_atomic() temp name (".NAME.tmpPID"), else None."""
+    head, sep, digits = name.rpartition(".tmp")
+    if not (sep and name.startswith(".") and len(head) > 1 and digits.isdigit()):
+        return None
+    return int(digits)
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def fsync_dir(directory):
