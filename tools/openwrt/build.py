@@ -618,6 +618,7 @@ def ensure(profile, cache=None, sources=None, jobs=None):
         if dest.exists():  # someone else's finished copy (no lock, e.g. another machine)
             shutil.rmtree(work, ignore_errors=True)
         else:
+            os.chmod(work, 0o755)  # mkdtemp made it 0700
             os.rename(work, dest)
         say(f"{profile}: built in {time.monotonic() - t0:.1f}s -> {dest}")
         prune(cache, profile, keep=dest)
@@ -635,6 +636,16 @@ def prune(cache, profile, keep, age=3600):
             if time.time() - d.stat().st_mtime > age:
                 shutil.rmtree(d)
                 say(f"pruned the old build {d}")
+        except OSError:
+            pass
+    # and the lock files and failed builds of other keys
+    for f in cache.glob(f".{profile}-*"):
+        m = re.fullmatch(re.escape(profile) + r"-([0-9a-f]{16})\.(lock|failed)", f.name[1:])
+        if not m or f"{profile}-{m.group(1)}" == keep.name:
+            continue
+        try:
+            if time.time() - f.stat().st_mtime > age:
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
         except OSError:
             pass
 
