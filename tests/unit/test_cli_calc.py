@@ -27,13 +27,10 @@ def test_human_summary_and_network_stanzas():
     assert "5136-5151" in out and "62480-62495" in out
     assert "2404:7a82:4d02:4100:85:d10d:200:4100" in out and "2001:260:700:1::1:275" in out
     assert "config interface 'wan'\n\toption proto 'map'\n\toption maptype 'map-e'\n" \
-           "\toption peeraddr '2001:260:700:1::1:275'\n\toption ipaddr '133.209.12.0'\n" \
-           "\toption ip4prefixlen '22'\n\toption ip6prefix '2404:7a82:4c00::'\n\toption ip6prefixlen '38'\n" \
-           "\toption ealen '18'\n\toption psidlen '8'\n\toption offset '4'\n\toption legacymap '1'\n" \
-           "\toption mtu '1460'\n" in out
-    assert "config interface 'wan6pd'\n\toption proto 'static'\n\toption device 'eth1'\n" \
-           "\tlist ip6addr '2404:7a82:4d02:4100::1001'\n\toption ip6gw '2404:7a82:4d02:4100::1'\n" \
-           "\toption ip6prefix '2404:7a82:4d02:4100::/56'\n\toption defaultroute '0'\n" in out
+           "\toption rule 'type=map-e,ipv6prefix=2404:7a82:4c00::,prefix6len=38,ipv4prefix=133.209.12.0," \
+           "prefix4len=22,ealen=18,psidlen=8,offset=4,br=2001:260:700:1::1:275,pd=2404:7a82:4d02:4100::,pdlen=56'\n" \
+           "\toption legacymap '1'\n\toption mtu '1460'\n\toption tunlink 'wan6'\n" in out
+    assert "wan6pd" not in out
 
 
 def test_json_has_the_documented_fields():
@@ -187,6 +184,7 @@ def test_stanzas_quote_like_the_uci_batch():
     from mape.commands.calc import render_stanza
     from mape.core.plan import quote
     text = render_stanza("interface", "wan", [("proto", "map"), ("odd", "a'b")])
+    assert text == "config interface 'wan'\n\toption proto 'map'\n\toption odd 'a'\\''b'\n"
     assert text == "config interface 'wan'\n\toption proto 'map'\n\toption odd %s\n" % quote("a'b")
     assert "'a'\\''b'" in text
 

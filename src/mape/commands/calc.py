@@ -5,8 +5,9 @@ router's own RA address (e.g. 240b:10:1234:5600:a00:27ff:fe12:3456/64; no length
 Several PREFIXes give one result each, in order; '-' reads one per line from stdin.
 
 Prints the provider, shared IPv4, PSID, allowed ports, CE and BR, then the
-/etc/config/network stanzas for wan (proto map) and wan6pd. With --json: one JSON object
-per input and line; an input that fails gives {"input": ..., "error": ...}.
+/etc/config/network stanza for wan (proto map over wan6, the rule with the customer prefix
+as pd=). With --json: one JSON object per input and line; an input that fails gives
+{"input": ..., "error": ...}.
 
 wan6 で得た IPv6 プレフィックスから MAP-E のパラメータ(IPv4・PSID・ポート・CE・BR)を計算します。
 
@@ -31,7 +32,8 @@ def add_arguments(parser):
                         help="read user `config rule` sections from FILE (default: %(default)s, if present)")
     parser.add_argument("--mtu", type=int, default=None, help="tunnel MTU for the wan stanza (default 1460)")
     parser.add_argument("--device", default=DEFAULT_DEVICE,
-                        help="wan6's device, for the wan6pd stanza (default: %(default)s)")
+                        help="wan6's device: checked, otherwise unused since the wan6pd stanza is gone "
+                             "(kept for scripts written for mape-py < 0.2)")
 
 
 def _valid(text):
@@ -117,12 +119,12 @@ def render_stanza(section_type, name, options):
 
     lines = ["config %s %s" % (section_type, quote(name))]
     for key, value in options:
-        lines.append("\t%s %s %s" % ("list" if key == "ip6addr" else "option", key, quote(value)))
+        lines.append("\toption %s %s" % (key, quote(value)))
     return "\n".join(lines) + "\n"
 
 
-def human(mapping, mtu, device):
-    from mape.core import network
+def human(mapping, mtu):
+    from mape.core.network import wan_options
 
     d = mapping.as_dict()
     ports = d["port_sets"]
@@ -147,10 +149,7 @@ def human(mapping, mtu, device):
         out.append("warning   %s" % w["message"])
     out.append("")
     out.append("# /etc/config/network")
-    out.append(render_stanza("interface", "wan", network.wan_options(mapping, **({"mtu": mtu} if mtu is not None else {}))))
-    wan6pd_options = getattr(network, "wan6pd_options", None)
-    if wan6pd_options is not None:
-        out.append(render_stanza("interface", "wan6pd", wan6pd_options(mapping, device=device)))
+    out.append(render_stanza("interface", "wan", wan_options(mapping, **({"mtu": mtu} if mtu is not None else {}))))
     return "\n".join(out)
 
 
@@ -180,7 +179,7 @@ def run(args):
         else:
             if not first:
                 print("-" * 72)
-            print(human(mapping, args.mtu, args.device), end="")
+            print(human(mapping, args.mtu), end="")
         first = False
         sys.stdout.flush()
     return worst
