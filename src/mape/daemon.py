@@ -16,6 +16,7 @@ from mape.core import observe as observe_mod
 from mape.core.errors import MapeError, UnsupportedPrefix
 from mape.core.health import problems as health_problems
 from mape.core.plan import Target
+from mape import transaction
 from mape.shell import statusfile
 from mape.shell.system import CommandError
 
@@ -184,31 +185,18 @@ class Daemon:
             self._set_state("applying", "%s -> %s: %d change(s)" % (obs.prefix, mapping.ipv4_text, len(pending)))
             self.write_status()
             self.log.info("applying (%s): %s", reason, "; ".join(pending[:12]))
-            try:
-                self.platform.apply(target, settings)
-            except MapeError as e:
+            outcome = transaction.change(self.platform, target, settings, self.log)
+            if not outcome.applied:
                 self.failed_key = target.key()
-                self._error("apply failed: %s" % e)
-                return
-            applied = True
-            self._apply_nat(target, settings)
-            if settings.verify_timeout and not self.platform.verify(target, settings, settings.verify_timeout):
-                message = "%s did not come up with %s within %ds" % (settings.wan_iface, mapping.ipv4_text,
-                                                                       settings.verify_timeout)
-                self.failed_key = target.key()
-                if settings.rollback:
-                    self.log.error("%s: restoring the previous configuration", message)
-                    try:
-                        self.platform.rollback(settings)
-                    except MapeError as e:
-                        message += "; rollback failed: %s" % e
-                    else:
-                        message += "; previous configuration restored"
-                self._error(message)
-                self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
-                                     "ipv4": mapping.ipv4_text})
+                self._error(outcome.error)
+                if outcome.rolled_back:
+                    self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
+                                         "ipv4": mapping.ipv4_text})
                 self.health = self.platform.health(target, settings)
                 return
+            if outcome.error:
+                self.last_error = {"time": int(self.clock()), "message": outcome.error}
+            applied = True
             self.failed_key = None
             self.history.append({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
                                  "ipv4": mapping.ipv4_text})
@@ -231,15 +219,9 @@ class Daemon:
                                                            mapping.ipv4_text, d["port_count"]))
 
     def _apply_nat(self, target, settings):
-        nat = self.platform.nat
-        if not nat.available or not getattr(settings, "manage_firewall", True):
-            return
-        try:
-            tunnel = "map-%s" % settings.wan_iface
-            nat.apply(nat.spec(target, settings, tunnel))
-        except Exception as e:  # the NAT engine's errors must not kill the daemon
-            self.log.error("firewall rules not installed: %s", e)
-            self.last_error = {"time": int(self.clock()), "message": "firewall: %s" % e}
+        error = transaction.install_nat(self.platform, target, settings, self.log)
+        if error:
+            self.last_error = {"time": int(self.clock()), "message": error}
 
     def _note_prefix(self, obs, mapping):
         if obs.prefix == self.last_prefix:

@@ -33,8 +33,8 @@ def default_config():
     """/etc/config/mape as files/etc/config/mape of mape-py ships it (plus one kept-out port)."""
     return {
         "config": {".type": "mape", ".anonymous": False, "enabled": "1", "wan_iface": "wan",
-                   "wan6_iface": "wan6", "wan6pd_iface": "wan6pd", "manage_wan6pd": "1", "fw_zone": "wan",
-                   "manage_firewall": "1", "mtu": "1460", "recheck": "300", "debounce": "2",
+                   "wan6_iface": "wan6", "wan6pd_iface": "wan6pd", "fw_zone": "wan",
+                   "manage_firewall": "1", "mtu": "1460", "recheck": "300", "debounce": "0.5",
                    "verify_timeout": "30", "rollback": "1", "history": "10", "nat_keep_out": ["5190"]},
     }
 

@@ -590,10 +590,6 @@ return view.extend({
 		o.placeholder = 'wan';
 		o.validate = validateInterface;
 
-		o = s.option(form.Flag, 'manage_wan6pd', _('Manage wan6pd'), _('Let mape-py create the wan6pd interface that holds the CE address, as the provider\'s router would.'));
-		o.default = '1';
-		o.rmempty = false;
-
 		o = s.option(form.Value, 'mtu', _('Tunnel MTU'), _('1460 fits FLET\'S lines: 1500 bytes minus the 40-byte IPv6 header.'));
 		o.placeholder = '1460';
 		o.validate = validateMtu;

@@ -1,0 +1,53 @@
+"""One change of the router to a new mapping, all or nothing: apply (the platform's
+journaled write), install the port-set NAT, verify that netifd brought the tunnel up with
+the mapping's IPv4, and put everything back when it did not. The daemon decides when to
+run it and records what happened; crash recovery of a half-done change is the platform's
+recover(), run once at start."""
+from mape.core.errors import MapeError
+
+
+class Outcome:
+    """What a change did: ``applied`` (the new config is in place and verified),
+    ``error`` (one line, or None), ``rolled_back`` (the previous config was restored)."""
+
+    __slots__ = ("applied", "error", "rolled_back")
+
+    def __init__(self, applied, error=None, rolled_back=False):
+        self.applied = applied
+        self.error = error
+        self.rolled_back = rolled_back
+
+
+def install_nat(platform, target, settings, log):
+    """Install the port-set NAT rules for ``target``. Returns an error line or None."""
+    nat = platform.nat
+    if not nat.available or not getattr(settings, "manage_firewall", True):
+        return None
+    try:
+        nat.apply(nat.spec(target, settings, "map-%s" % settings.wan_iface))
+    except Exception as e:  # the NAT engine's errors must not kill the daemon
+        log.error("firewall rules not installed: %s", e)
+        return "firewall: %s" % e
+    return None
+
+
+def change(platform, target, settings, log):
+    """Apply ``target``; verify within settings.verify_timeout; on failure roll back when
+    settings.rollback. Never raises MapeError."""
+    try:
+        platform.apply(target, settings)
+    except MapeError as e:
+        return Outcome(False, "apply failed: %s" % e)
+    nat_error = install_nat(platform, target, settings, log)
+    if settings.verify_timeout and not platform.verify(target, settings, settings.verify_timeout):
+        message = "%s did not come up with %s within %ds" % (settings.wan_iface, target.mapping.ipv4_text,
+                                                               settings.verify_timeout)
+        if not settings.rollback:
+            return Outcome(False, message)
+        log.error("%s: restoring the previous configuration", message)
+        try:
+            platform.rollback(settings)
+        except MapeError as e:
+            return Outcome(False, message + "; rollback failed: %s" % e, rolled_back=True)
+        return Outcome(False, message + "; previous configuration restored", rolled_back=True)
+    return Outcome(True, nat_error)
