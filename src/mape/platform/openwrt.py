@@ -1,4 +1,4 @@
-"""OpenWrt: observe wan6 through ubus, apply through UCI (network.wan proto map, network.wan6pd,
+"""OpenWrt: observe wan6 through ubus, apply through UCI (network.wan proto map over wan6,
 the firewall zone), let netifd build the tunnel, NAT through the NAT engine.
 
 Transaction (apply): stale CLI deltas of network/firewall are reverted; the configs about to
