@@ -9,7 +9,7 @@ COMMANDS = {
     "calc": ("mape.commands.calc", "compute the MAP-E mapping for IPv6 prefixes (line gave it)"),
     "firewall": ("mape.commands.firewall", "render, apply, remove or check the port-set NAT rules"),
     "rules": ("mape.commands.rules", "list the MAP rule table or look up a prefix's rule"),
-    "daemon": ("mape.commands.daemon", "run the service: watch wan6, rewrite wan/wan6pd, publish status"),
+    "daemon": ("mape.commands.daemon", "run the service: watch wan6, rewrite wan (proto map), publish status"),
     "status": ("mape.commands.status", "show the service status (as `ubus call mape status`)"),
     "doctor": ("mape.commands.doctor", "check for the manual procedure's pitfalls and say how to fix each"),
 }

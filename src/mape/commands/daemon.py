@@ -1,5 +1,5 @@
 """Run the mape-py service: watch wan6, recompute the MAP-E mapping when the prefix changes,
-rewrite wan/wan6pd through UCI as one transaction, publish the status
+rewrite wan (proto map) through UCI as one transaction, publish the status
 (/var/run/mape-py/status.json, `ubus call mape status`).
 
 Normally started by procd (/etc/init.d/mape-py). Signals: HUP = re-read /etc/config/mape

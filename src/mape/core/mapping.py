@@ -118,6 +118,91 @@ class Mapping:
     def end_user_prefix_text(self):
         return "%s/%d" % (format_v6(self.end_user_prefix), self.end_user_len)
 
+    def as_dict(self):
+        return {"text": self.text, "prefix": "%s/%d" % (format_v6(_prefix(self.addr, self.length)),
+                                                         self.length), "kind": self.kind}
+
+
+def parse_line_input(text):
+    """Parse 'ADDR[/LEN]'. Kinds: 'address' (an RA /64 address, host bits set), 'prefix'.
+
+    No length means /64 (what an RA gives and what the web calculator assumes).
+    """
+    raw = text.strip() if isinstance(text, str) else ""
+    if not raw:
+        raise InputError("empty input: give an IPv6 prefix such as 240b:10:1234:5600::/56")
+    addr_text, _, len_text = raw.partition("/")
+    try:
+        addr = parse_v6(addr_text)
+    except ValueError:
+        raise InputError("not an IPv6 address or prefix: %r" % raw[:80])
+    if len_text:
+        if not len_text.isdigit() or not 0 <= int(len_text) <= 128:
+            raise InputError("bad prefix length in %r (expected /0 to /128)" % raw[:80])
+        length = int(len_text)
+    else:
+        length = 64
+    if length == 128:
+        length = 64  # a single address: its /64 is the RA prefix
+    kind = "address" if addr & ((1 << (128 - length)) - 1) else "prefix"
+    return LineInput(raw, addr, length, kind)
+
+
+class Mapping:
+    """Everything a MAP-E CE needs, computed from one rule and one prefix."""
+
+    __slots__ = ("rule", "line", "ipv4", "ipv4_len", "psid", "ce", "ce_rfc", "end_user_prefix",
+                 "end_user_len", "warnings")
+
+    def __init__(self, rule, line, ipv4, ipv4_len, psid, ce, ce_rfc, end_user_prefix, end_user_len, warnings):
+        self.rule = rule
+        self.line = line
+        self.ipv4 = ipv4
+        self.ipv4_len = ipv4_len
+        self.psid = psid
+        self.ce = ce
+        self.ce_rfc = ce_rfc
+        self.end_user_prefix = end_user_prefix
+        self.end_user_len = end_user_len
+        self.warnings = warnings
+
+    # -- derived values, as text ------------------------------------------------------
+    @property
+    def provider(self):
+        return self.rule.provider
+
+    @property
+    def provider_names(self):
+        return PROVIDERS.get(self.rule.provider, (self.rule.provider, self.rule.provider))
+
+    @property
+    def ipv4_text(self):
+        return format_v4(self.ipv4)
+
+    @property
+    def ce_text(self):
+        return format_v6(self.ce if self.rule.legacy else self.ce_rfc)
+
+    @property
+    def br(self):
+        return self.rule.br
+
+    @property
+    def psid_offset(self):
+        return self.rule.offset
+
+    @property
+    def psid_len(self):
+        return self.rule.psidlen
+
+    @property
+    def port_sets(self):
+        return port_sets(self.psid, self.rule.offset, self.rule.psidlen)
+
+    @property
+    def end_user_prefix_text(self):
+        return "%s/%d" % (format_v6(self.end_user_prefix), self.end_user_len)
+
     @property
     def wan6_64(self):
         """The /64 the line's own address sits in (wan6pd's ip6addr/ip6gw come from it)."""
