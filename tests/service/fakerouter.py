@@ -71,6 +71,7 @@ class Router:
         env["MAPE_PY_LOG"] = "stderr"
         env["MAPE_PY_FW_BACKEND"] = "iptables"
         env["MAPE_PY_RUN_DIR"] = self.path("var/run/mape-py")
+        env["MAPE_PY_SHARE"] = os.path.join(TOP, "files/usr/share/mape-py")
         env.pop("MAPE_PY_IPTABLES", None)
         return env
 

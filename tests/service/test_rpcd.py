@@ -25,7 +25,8 @@ def plugin(request, tmp_path):
     launcher = tmp_path / "mape-py"
     launcher.write_text("#!/bin/sh\nPYTHONPATH=%s exec %s -m mape \"$@\"\n" % (os.path.join(TOP, "src"), sys.executable))
     launcher.chmod(0o755)
-    env = dict(os.environ, MAPE_PY_RUN_DIR=str(run_dir), MAPE_PY_BIN=str(launcher))
+    env = dict(os.environ, MAPE_PY_RUN_DIR=str(run_dir), MAPE_PY_BIN=str(launcher),
+               MAPE_PY_SHARE=os.path.join(TOP, "files/usr/share/mape-py"))
     if shell[0].endswith("busybox"):
         # busybox's applets, not the host's GNU tools, as on the router
         bbin = tmp_path / "bbin"
@@ -81,7 +82,7 @@ def test_status_daemon_running_returns_the_document_and_asks_for_fresh_ports(plu
             "signal.signal(signal.SIGUSR1,h); signal.signal(signal.SIGHUP,h)\n"
             "open(sys.argv[1],'a').close()\n"
             "while True: time.sleep(0.1)\n")
-    p = subprocess.Popen([sys.executable, "-c", code, str(rec), "mape-py"])
+    p = subprocess.Popen([sys.executable, "-c", code, str(rec), "/usr/bin/mape-py", "daemon"])
     try:
         while not rec.exists():
             time.sleep(0.02)
@@ -96,6 +97,38 @@ def test_status_daemon_running_returns_the_document_and_asks_for_fresh_ports(plu
         (plugin.run_dir / "status.json").unlink()
         doc = plugin("call", "status")
         assert doc["running"] is True and doc["state"] == "waiting-for-wan6"
+    finally:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.parametrize("argv", [["sleep", "60"], ["/etc/config/mape", "mape"], ["/usr/bin/mape-py", "status"]])
+def test_a_stale_pid_file_never_reaches_another_process(plugin, tmp_path, argv):
+    """The pid file names a process that is not the daemon (its PID was reused): status says
+    stopped, recompute says not running, and neither the plugin nor the hotplug script
+    signals it (fault: an unrelated `sleep` got SIGUSR2, a `python3 ... /etc/config/mape`
+    got USR1 and was reported as running)."""
+    rec = tmp_path / "signals"
+    code = ("import signal,sys,time\n"
+            "def h(n,f): open(sys.argv[1],'a').write('%d\\n' % n)\n"
+            "[signal.signal(s, h) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)]\n"
+            "open(sys.argv[1],'a').close()\n"
+            "while True: time.sleep(0.1)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(rec)] + argv)
+    try:
+        while not rec.exists():
+            time.sleep(0.02)
+        (plugin.run_dir / "mape-py.pid").write_text("%d\n" % p.pid)
+        write_doc(plugin.run_dir, dict(DOC, pid=p.pid))
+        doc = plugin("call", "status")
+        assert doc["running"] is False and doc["state"] == "stopped"
+        assert plugin("call", "recompute") == {"ok": False, "error": "mape-py daemon is not running"}
+        hotplug = os.path.join(TOP, "files/etc/hotplug.d/iface/95-mape-py")
+        env = dict(os.environ, ACTION="ifup", INTERFACE="wan6", MAPE_PY_RUN_DIR=str(plugin.run_dir),
+                   MAPE_PY_SHARE=os.path.join(TOP, "files/usr/share/mape-py"))
+        assert subprocess.run(["sh", hotplug], env=env, timeout=60).returncode == 0
+        time.sleep(0.5)
+        assert rec.read_text() == ""
     finally:
         p.kill()
         p.wait()
