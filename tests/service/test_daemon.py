@@ -4,6 +4,7 @@ calls, status; rollback; garbage input."""
 import json
 import os
 import signal
+import subprocess
 
 from fakerouter import SDATA
 
@@ -288,3 +289,40 @@ def test_kept_out_ports_in_status_and_rules(router):
     st = router.status()
     assert st["ports"]["kept_out"] == [[5190, 5190], [9280, 9281]]
     assert "106.73.34.51:5184-5189" in router.calls() and "106.73.34.51:5184-5199" not in router.calls()
+
+
+def test_one_daemon_at_a_time(router):
+    """`daemon --once` (or a second daemon) beside the running service is refused: it must
+    not "recover" the live daemon's transaction or take over its pid file (fault: it undid
+    the live daemon's network commit; the first to stop removed the shared pid file)."""
+    p = router.start()
+    router.wait_for(lambda: (router.status() or {}).get("state") == "ok", what="state ok")
+    net = router.read("etc/config/network")
+    router.clear_calls()
+    for extra in ((), ("--once",)):
+        q = subprocess.run(router.argv(*extra), env=router.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=60)
+        assert q.returncode == 1
+        assert q.stderr.strip().splitlines() == [
+            "mape-py daemon: another mape-py daemon is running (pid %d); stop it first (/etc/init.d/mape-py stop)" % p.pid]
+    assert router.calls() == "" and router.read("etc/config/network") == net
+    assert router.read("var/run/mape-py/mape-py.pid").strip() == str(p.pid)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    assert router.once().returncode == 0   # the lock went with the daemon
+
+
+def test_remove_waits_for_the_stopping_daemon(router):
+    """prerm runs `daemon --remove` right after `/etc/init.d/mape-py stop`, which procd
+    carries out after returning: --remove waits for the daemon to exit, then undoes."""
+    p = router.start()
+    router.wait_for(lambda: (router.status() or {}).get("state") == "ok", what="state ok")
+    q = subprocess.Popen(router.argv("--remove"), env=router.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True)
+    import time
+    time.sleep(1.5)
+    assert q.poll() is None   # still waiting for the lock
+    p.send_signal(signal.SIGTERM)
+    out, err = q.communicate(timeout=60)
+    assert q.returncode == 0, err
+    assert out == "restored: network, firewall\n"

@@ -31,11 +31,15 @@ def argparse_suppress():
 def run(args):
     from mape import platform as platforms
     from mape.daemon import Daemon
+    from mape.shell import instance
     from mape.shell import log as logmod
     from mape.shell.system import System
 
     log = logmod.setup(verbose=args.verbose, use_syslog=False if args.stderr else None)
     system = System(args.root)
+    # held until exit; the package's prerm runs --remove right after `stop`, which procd
+    # carries out asynchronously (term_timeout 15 s): wait for that daemon to go
+    instance.acquire(system, wait=20 if args.remove else 0)
     name = platforms.detect(system) if args.platform == "auto" else args.platform
     platform = platforms.get(name, system)
     daemon = Daemon(platform, system, log, config_path=args.config, status_path=args.status_file)
