@@ -104,7 +104,11 @@ def stale_cleanup():
         if not m or os.path.exists("/proc/%s" % m.group(2)):
             continue
         kill_netns(name)
-        shutil.rmtree(os.path.join(WORK_BASE, name), ignore_errors=True)
+    # work dirs (logs) of test processes that are gone
+    for name in os.listdir(WORK_BASE) if os.path.isdir(WORK_BASE) else []:
+        m = re.match(r"%s(\d+)-" % NS_PREFIX, name)
+        if m and not os.path.exists("/proc/%s" % m.group(1)):
+            shutil.rmtree(os.path.join(WORK_BASE, name), ignore_errors=True)
 
 
 def kill_netns(name):
@@ -114,6 +118,17 @@ def kill_netns(name):
         except (OSError, ValueError):
             pass
     host(["ip", "netns", "del", name], check=False)
+
+
+def die_with_parent():
+    """preexec_fn: SIGKILL this child when the (thread that started the) test process dies,
+    so that a killed test run leaves no bed behind (unshare --kill-child passes it on to
+    the bed's PID 1, whose death ends the PID namespace)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _children(pid):
@@ -318,7 +333,7 @@ class Bed:
             ["ip", "netns", "exec", self.name, "unshare", "-m", "-p", "--fork", "--kill-child",
              sys.executable, "-S", os.path.join(HERE, "bedinit.py"), base, self.layer, self.syslog_path],
             stdout=open(os.path.join(self.logs, "init.log"), "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
         end = time.time() + 60
         while True:
             kids = _children(self.init.pid)

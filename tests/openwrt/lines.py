@@ -26,7 +26,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "vm"))
+sys.path.insert(0, HERE)
 
+import bed as B  # noqa: E402
 import ngn  # noqa: E402  (radvd / dhcpd -6 configuration text, shared with tests/vm/line.py)
 
 LINES = {
@@ -106,7 +108,8 @@ class Line:
     def _start(self, name, argv):
         out = open(os.path.join(self.work, name + ".log"), "ab")
         self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns] + argv, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=B.die_with_parent)
         out.close()
 
     def _radvd(self):

@@ -16,6 +16,9 @@ LINES = ("ra64", "pd56", "hgw60")
 # these tests look at; and it would wait the whole verify_timeout (30 s) before saying so
 # (5 s keeps the tier short). The VM tier (real ip6tnl) runs the defaults end to end.
 NO_ROLLBACK = {"rollback": "0", "verify_timeout": "5"}
+# main before issue 10's fixes: its daemon made the static `wan6pd` helper interface and put
+# it into the wan zone (manage_wan6pd '1' by default); the upgrade test starts from it.
+OLD_RELEASE = "128405c"
 _builds = {}
 walls = {}
 

@@ -137,17 +137,21 @@ class Router:
                      and (any(c in l.split() for c in chains) or "mape" in l.lower())]
             return lines, text
         text = self.bed.sh("nft list ruleset", check=False)
-        lines, table = [], None
+        lines, table, chain = [], None, None
         for l in text.splitlines():
             m = re.match(r"table (\S+) (\S+) \{", l)
             if m:
-                table = "%s %s" % (m.group(1), m.group(2))
+                table, chain = "%s %s" % (m.group(1), m.group(2)), None
                 continue
             s = l.strip()
-            if not s or s == "}" or re.match(r"(chain |type |policy )", s):
+            m = re.match(r"(chain|set|map|counter) (\S+) \{", s)
+            if m:
+                chain = m.group(2)
+                continue
+            if not s or s == "}" or re.match(r"(type |policy |flags |elements )", s):
                 continue
             if table and ("mape" in table.lower() or "mape" in s.lower()):
-                lines.append("%s: %s" % (table, s))
+                lines.append("%s %s: %s" % (table, chain, re.sub(r"counter packets \d+ bytes \d+", "counter", s)))
         tables = re.findall(r"^table (\S+ \S*mape\S*) \{", text, re.M | re.I)
         return lines + ["table %s" % t for t in tables], text
 

@@ -102,24 +102,29 @@ def _zone_networks(r, zone="wan"):
     return []
 
 
-def test_leaving_manage_wan6pd_removes_what_it_owned(plain):
-    """manage_wan6pd 1 -> 0: the old wan6pd section and its firewall zone entry go."""
-    r = plain
-    r.bed.sh("uci set mape.config.manage_wan6pd='1'; uci commit mape")
-    r.bed.run(["/etc/init.d/mape-py", "reload"])
-    made = wait(r, "wan6pd with manage_wan6pd=1",
-                lambda: r.bed.run(["uci", "-q", "get", "network.wan6pd"], check=False).returncode == 0
-                and "wan6pd" in _zone_networks(r), 30)
-    assert made, "manage_wan6pd=1 did not create wan6pd (+ zone entry): %s\nzone wan: %s" % (
-        r.bed.sh("uci -q show network", check=False), _zone_networks(r))
-    r.bed.sh("uci set mape.config.manage_wan6pd='0'; uci commit mape")
-    r.bed.run(["/etc/init.d/mape-py", "reload"])
-    gone = wait(r, "wan6pd gone", lambda: r.bed.run(["uci", "-q", "get", "network.wan6pd"], check=False).returncode != 0
-                and "wan6pd" not in _zone_networks(r), 30)
-    assert gone, "after manage_wan6pd=0: network.wan6pd=%r, zone wan networks %s" % (
-        r.bed.sh("uci -q show network.wan6pd", check=False), _zone_networks(r))
-    assert r.iface("wan6pd") == {} or r.bed.run(["ubus", "list", "network.interface.wan6pd"],
-                                                check=False).returncode != 0, "netifd still has wan6pd"
+def _has_wan6pd(r):
+    return r.bed.run(["uci", "-q", "get", "network.wan6pd"], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("profile", C.PROFILES)
+def test_upgrade_removes_the_wan6pd_an_earlier_version_made(profile, old_ipk, ipks, fresh_router):
+    """An install of an earlier version (owtier.OLD_RELEASE) made the `wan6pd` helper and
+    listed it in the wan zone; `opkg install` of today's package over it (an upgrade, the
+    postinst restarts the daemon) removes both, since the saved original config had neither."""
+    r = fresh_router(profile, "pd56", C.NO_ROLLBACK, ipks=[old_ipk])
+    made = wait(r, "the old version's wan6pd", lambda: _has_wan6pd(r) and "wan6pd" in _zone_networks(r), 30)
+    assert made, "premise: %s did not create wan6pd + zone entry:\n%s\nzone wan: %s" % (
+        C.OLD_RELEASE, r.bed.sh("uci -q show network", check=False), _zone_networks(r))
+    with r.bed.lock:
+        p = r.bed.install(ipks)
+    r.bed.pump()
+    assert p.returncode == 0 and "Upgrading mape-py" in p.stdout, p.stdout + p.stderr
+    gone = wait(r, "wan6pd gone", lambda: not _has_wan6pd(r) and "wan6pd" not in _zone_networks(r), 40)
+    assert gone, "after the upgrade: network.wan6pd=%r, zone wan networks %s\n%s" % (
+        r.bed.sh("uci -q show network.wan6pd", check=False), _zone_networks(r), r.logs()[-3000:])
+    gone = wait(r, "netifd to drop wan6pd", lambda: r.bed.run(["ubus", "list", "network.interface.wan6pd"],
+                                                              check=False).returncode != 0, 15)
+    assert gone, "netifd still has wan6pd 15 s after it left the config (no network reload?)"
 
 
 def test_opkg_remove_leaves_nothing(plain):
@@ -151,7 +156,8 @@ def test_rollback_removes_nat_and_firewall_state(profile, fresh_router):
     st = wait(r, "the rollback", rolled_back, 60)
     assert st, "no rollback within 60 s: %s\n%s" % (json.dumps(r.status()), r.explain())
     rules, _ = r.nat_rules()
-    state = [n for n in r.bed.listdir("/var/run/mape-py") if n.startswith("firewall.")]
+    # the saved rulesets the firewall include re-applies (a lock file re-applies nothing)
+    state = [n for n in r.bed.listdir("/var/run/mape-py") if n.startswith("firewall.") and not n.endswith(".lock")]
     assert not rules and not state, "after the rollback: NAT rules %s, state files %s" % (rules[:5], state)
     r.bed.run(["/etc/init.d/firewall", "restart"], check=False)
     rules, _ = r.nat_rules()
