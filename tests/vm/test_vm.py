@@ -26,6 +26,7 @@ from tools import vm  # noqa: E402
 BAD = ("outer_bad_src", "outer_encaplimit", "inner_bad_src", "inner_bad_port", "down_bad")
 ALL = "abcdef"
 RECOVERY_GOAL = 10.0   # seconds from a prefix change on the line to IPv4 working again
+COLD_START_REF = 14.6  # (a)'s daemon start -> IPv4, quiet reference machine (docs/e2e.md)
 
 
 def _selected():
@@ -129,9 +130,16 @@ def test_c_prefix_change(results):
     assert during["inner_bad_src"] == 0 and during["inner_bad_port"] == 0 and during["down_bad"] == 0, during
     assert_br_clean(r["br_after"], "after the change")
     assert r["traffic"]["good"] == r["traffic"]["fetches"], r["traffic"]
-    # the goal (docs/e2e.md): IPv4 back within RECOVERY_GOAL s of the new RA; TCG on an
-    # overloaded machine (load 6 on 2 cores) has measured 19 s, so the test allows 4x the goal
-    assert 0 < r["recovery_seconds"] <= 4 * RECOVERY_GOAL, r["recovery_seconds"]
+    # the goal (docs/e2e.md): IPv4 back within RECOVERY_GOAL s of the new RA. The test
+    # allows three times the goal, stretched by how much slower than the reference machine
+    # this run is (its own cold start (a) against COLD_START_REF): under TCG an overloaded
+    # machine is several times slower at everything. At most 5x: 150 s still catches a
+    # daemon that only recovers at its 300 s re-check
+    a = results.get("a") or {}
+    slower = min(5.0, max(1.0, (a.get("seconds_to_ipv4") or 0) / COLD_START_REF))
+    limit = 3 * RECOVERY_GOAL * slower
+    assert 0 < r["recovery_seconds"] <= limit, "IPv4 back after %s s; limit %.1f s (this run %.1fx slower)" % (
+        r["recovery_seconds"], limit, slower)
 
 
 def test_d_240_concurrent(results):
