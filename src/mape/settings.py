@@ -11,7 +11,7 @@ from mape.core.ucifile import parse
 
 import re as _re
 
-_IFNAME = _re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
+_IFNAME = _re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
 _SECONDS = _re.compile(r"^[0-9]{1,5}(\.[0-9]{1,3})?$")
 _TRUE = ("1", "true", "yes", "on", "enabled")
 _FALSE = ("0", "false", "no", "off", "disabled")

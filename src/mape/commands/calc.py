@@ -22,7 +22,6 @@ from mape.core.errors import InputError, MapeError
 
 # An input echoed back (--json "input", error messages) is cut to this many characters.
 ECHO_MAX = 200
-DEFAULT_DEVICE = "eth1"
 
 
 def add_arguments(parser):
@@ -31,9 +30,6 @@ def add_arguments(parser):
     parser.add_argument("--config", default="/etc/config/mape", metavar="FILE",
                         help="read user `config rule` sections from FILE (default: %(default)s, if present)")
     parser.add_argument("--mtu", type=int, default=None, help="tunnel MTU for the wan stanza (default 1460)")
-    parser.add_argument("--device", default=DEFAULT_DEVICE,
-                        help="wan6's device: checked, otherwise unused since the wan6pd stanza is gone "
-                             "(kept for scripts written for mape-py < 0.2)")
 
 
 def _valid(text):
@@ -98,19 +94,13 @@ def load_table(config_path):
 
 
 def check_options(args):
-    """The --mtu range of /etc/config/mape's `mtu` option; --device a usable interface name
-    (as `firewall --wan-if`). Raises InputError."""
+    """The --mtu range of /etc/config/mape's `mtu` option. Raises InputError."""
     if args.mtu is not None:
         from mape.settings import Settings
 
         lower, upper = Settings.FIELDS["mtu"][2:]
         if not lower <= args.mtu <= upper:
             raise InputError("--mtu must be between %d and %d, not %d" % (lower, upper, args.mtu))
-    if args.device != DEFAULT_DEVICE:
-        from mape.core.nat import valid_ifname
-
-        if not valid_ifname(args.device):
-            raise InputError("bad --device %r (1-15 letters, digits, _ . - @ : +)" % shown(args.device)[:40])
 
 
 def render_stanza(section_type, name, options):

@@ -47,10 +47,3 @@ def wan_options(mapping, mtu=DEFAULT_MTU, tunlink="wan6"):
 # the config (earlier mape-py versions and the manual procedure wrote them).
 WAN_IGNORED = ("peeraddr", "ipaddr", "ip4prefixlen", "ip6prefix", "ip6prefixlen", "ealen", "psidlen",
                "offset", "psid")
-
-
-def render_stanza(section_type, name, options):
-    lines = ["config %s '%s'" % (section_type, name)]
-    for key, value in options:
-        lines.append("\toption %s '%s'" % (key, value))
-    return "\n".join(lines) + "\n"
