@@ -6,16 +6,20 @@ The output is what OpenWrt's scripts/ipkg-build makes and opkg-lede reads:
     <pkg>_<version>_all.ipk = gzip -n( tar --format=gnu --numeric-owner --sort=name (
         ./debian-binary ("2.0\\n"), ./data.tar.gz, ./control.tar.gz ))
 
-Every input comes from the repository, nothing is hard-coded here:
+Every input comes from the repository; nothing is hard-coded here but luci.mk's language
+table (LUCI_LANG, LUCI_LC_ALIAS):
 
 * mape-py: metadata (PKG_RELEASE, licence, maintainer, SECTION, TITLE, DEPENDS, the
   description, conffiles, maintainer scripts) from package/mape-py/Makefile, the single
   source of truth; version from src/mape/__init__.py; files from src/mape/ (installed as
   /usr/lib/mape-py/mape/) and files/ (laid out as on the router), with the feed
-  Makefile's mode rules.
+  Makefile's mode rules; conffiles that are no files of the package (/etc/mape-py/) listed
+  in /lib/upgrade/keep.d/mape-py, as include/package-ipkg.mk does.
 * luci-app-mape-py: luci.mk's rules applied to luci-app-mape-py/ (htdocs/ -> /www/,
-  root/ -> /, modes as in the tree, postinst-pkg for root/etc/uci-defaults/*); metadata
-  from luci-app-mape-py/Makefile (LUCI_TITLE, LUCI_DEPENDS, ...).
+  root/ -> /, modes as in the tree, the app's own postinst or luci.mk's); metadata from
+  luci-app-mape-py/Makefile (LUCI_TITLE, LUCI_DEPENDS, ...).
+* luci-i18n-mape-py-<lang>: luci.mk's translation packages (po/<lang>/*.po -> .lmo, the
+  uci-defaults registering the language).
 
 Reproducible: every mtime is SOURCE_DATE_EPOCH (environment, else the last git commit's
 time, else - not a git checkout - the newest packaged source file's), owners are 0/0 with no names, entries are sorted, gzip headers carry no name/time.
@@ -194,9 +198,9 @@ def luci_metadata(top=TOP):
     app Makefile does not set it; here the app carries mape-py's version unless it sets one."""
     pkg = os.path.basename(LUCI_DIR)
     path = os.path.join(top, LUCI_MAKEFILE)
-    v = {}
+    v, defines = {}, None
     if os.path.exists(path):
-        v, _ = parse_makefile(path)
+        v, defines = parse_makefile(path)
     where = LUCI_MAKEFILE
     version = v.get("PKG_VERSION")
     if not version or "$" in version:
@@ -205,17 +209,17 @@ def luci_metadata(top=TOP):
     if "$" in release:
         release = "1"
     mape_meta_v, _ = parse_makefile(os.path.join(top, MAPE_MAKEFILE))
-    defaults = os.path.join(top, LUCI_DIR, "root", "etc", "uci-defaults")
     scripts = {}
-    names = sorted(os.listdir(defaults)) if os.path.isdir(defaults) else []
-    if names:
-        # luci.mk's Package/$(PKG_NAME)/postinst, shipped as postinst-pkg.
-        body = ['[ -n "${IPKG_INSTROOT}" ] || {']
-        for n in names:
-            body.append("\t(. /etc/uci-defaults/%s) && rm -f /etc/uci-defaults/%s" % (n, n))
-        body.append("\texit 0")
-        body.append("}")
-        scripts["postinst-pkg"] = "\n".join(body) + "\n"
+    # luci.mk: Package/$(PKG_NAME)/postinst unless the app defines its own; shipped as
+    # postinst-pkg. The default is 24.10's luci.mk (21.02's also sourced root/etc/uci-defaults/*
+    # there, which default_postinst runs anyway -- and on 24.10 has already deleted).
+    if defines is not None and "Package/%s/postinst" % pkg in defines:
+        body = _unescape(defines["Package/%s/postinst" % pkg], "%s Package/%s/postinst" % (where, pkg))
+        scripts["postinst-pkg"] = body + "\n"
+    else:
+        # (make joins the define's first line, which ends in a backslash, with the next)
+        scripts["postinst-pkg"] = ('[ -n "${IPKG_INSTROOT}" ] || { rm -f /tmp/luci-indexcache.*\n'
+                                   '\trm -rf /tmp/luci-modulecache/\n\tkillall -HUP rpcd 2>/dev/null\n\texit 0\n}\n')
     title = v.get("LUCI_TITLE", "LuCI support for mape-py")
     return {
         "Package": pkg,
@@ -303,10 +307,33 @@ def luci_entries(top=TOP):
     return entries
 
 
+# luci.mk's language table (LUCI_LANG.<code>, 24.10; 21.02's has the same names for the
+# languages both list) and the package-name aliases (LUCI_LC_ALIAS.<code>).
+# tests/openwrt/test_opkg.py compares both with the pinned luci.mk of each profile.
+LUCI_LANG = {
+    "ar": "العربية (Arabic)", "bg": "български (Bulgarian)", "bn_BD": "বাংলা (Bengali)",
+    "ca": "Català (Catalan)", "cs": "Čeština (Czech)", "da": "Dansk (Danish)",
+    "de": "Deutsch (German)", "el": "Ελληνικά (Greek)", "es": "Español (Spanish)",
+    "fi": "Suomi (Finnish)", "fr": "Français (French)", "he": "עִבְרִית (Hebrew)",
+    "hi": "हिंदी (Hindi)", "hu": "Magyar (Hungarian)", "it": "Italiano (Italian)",
+    "ja": "日本語 (Japanese)", "ko": "한국어 (Korean)", "lt": "Lietuvių (Lithuanian)",
+    "mr": "Marāṭhī (Marathi)", "ms": "Bahasa Melayu (Malay)", "nb_NO": "Norsk (Norwegian)",
+    "nl": "Nederlands (Dutch)", "pl": "Polski (Polish)", "pt": "Português (Portuguese)",
+    "pt_BR": "Português do Brasil (Brazilian Portuguese)", "ro": "Română (Romanian)",
+    "ru": "Русский (Russian)", "sk": "Slovenčina (Slovak)", "sv": "Svenska (Swedish)",
+    "tr": "Türkçe (Turkish)", "uk": "Українська (Ukrainian)", "vi": "Tiếng Việt (Vietnamese)",
+    "zh_Hans": "简体中文 (Chinese Simplified)", "zh_Hant": "繁體中文 (Chinese Traditional)",
+}
+LUCI_LC_ALIAS = {"bn_BD": "bn", "nb_NO": "no", "pt_BR": "pt-br", "zh_Hans": "zh-cn", "zh_Hant": "zh-tw"}
+
+
 def luci_i18n_packages(top=TOP):
-    """luci.mk's hidden luci-i18n-<basename>-<lang> packages: each po/<lang>/*.po compiled
-    to /usr/lib/lua/luci/i18n/<name>.<lang>.lmo (with the app's own po2lmo, as luci-base's
-    C tool would), depending on the app."""
+    """luci.mk's hidden luci-i18n-<basename>-<lc> packages (LuciTranslation), one per
+    po/<lang>/ that luci.mk knows (LUCI_LANG; others it skips): each po/<lang>/*.po compiled
+    to /usr/lib/lua/luci/i18n/<name>.<lc>.lmo (with the app's own po2lmo, as luci-base's C tool
+    would), plus /etc/uci-defaults/luci-i18n-<basename>-<lc> registering the language with
+    LuCI (`uci set luci.languages.<lc>='<name>'`; default_postinst runs it); Depends libc and
+    the app; description "Translation for <app> - <name>"."""
     import importlib.util
 
     po_dir = os.path.join(top, LUCI_DIR, "po")
@@ -322,16 +349,26 @@ def luci_i18n_packages(top=TOP):
     for lang in sorted(os.listdir(po_dir)):
         if lang == "templates" or not os.path.isdir(os.path.join(po_dir, lang)):
             continue
+        if lang not in LUCI_LANG:
+            print("build_ipk: warning: po/%s: not a language luci.mk knows (LUCI_LANG): no package" % lang,
+                  file=sys.stderr)
+            continue
+        lc = LUCI_LC_ALIAS.get(lang, lang)
+        name = "luci-i18n-%s-%s" % (basename, lc)
         entries = {"/": (None, 0o755)}
-        for d in ("/usr", "/usr/lib", "/usr/lib/lua", "/usr/lib/lua/luci", "/usr/lib/lua/luci/i18n"):
+        for d in ("/etc", "/etc/uci-defaults", "/usr", "/usr/lib", "/usr/lib/lua", "/usr/lib/lua/luci",
+                  "/usr/lib/lua/luci/i18n"):
             entries[d] = (None, 0o755)
+        entries["/etc/uci-defaults/" + name] = (
+            ("uci set luci.languages.%s='%s'; uci commit luci\n" % (lc.replace("-", "_"), LUCI_LANG[lang]))
+            .encode("utf-8"), 0o644)
         for po in sorted(os.listdir(os.path.join(po_dir, lang))):
             if po.endswith(".po"):
                 with open(os.path.join(po_dir, lang, po), encoding="utf-8") as f:
                     lmo = po2lmo.compile_po(f.read())
-                entries["/usr/lib/lua/luci/i18n/%s.%s.lmo" % (po[:-3], lang.replace("_", "-").lower())] = (lmo, 0o644)
-        meta = dict(app, Package="luci-i18n-%s-%s" % (basename, lang.replace("_", "-").lower()),
-                    Depends=[app["Package"]], Description="Translation for %s - %s" % (app["Package"], lang),
+                entries["/usr/lib/lua/luci/i18n/%s.%s.lmo" % (po[:-3], lc)] = (lmo, 0o644)
+        meta = dict(app, Package=name, Depends=parse_depends("+" + app["Package"], LUCI_MAKEFILE),
+                    Description="Translation for %s - %s" % (app["Package"], LUCI_LANG[lang]),
                     conffiles=[], scripts={})
         packages.append((meta, entries))
     return packages
@@ -452,17 +489,29 @@ POSTINST = ('#!/bin/sh\n[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0\n'
 PRERM = '#!/bin/sh\n. ${IPKG_INSTROOT}/lib/functions.sh\ndefault_prerm $0 $@\n'
 
 
+def keep_entries(meta, entries):
+    """include/package-ipkg.mk (KEEP_<pkg>): the conffiles that are not files of the payload
+    (e.g. a directory the package's programs fill) go to /lib/upgrade/keep.d/<pkg>, one a
+    line, so that a sysupgrade keeping settings keeps them. Returns the new entries."""
+    keep = [c for c in meta["conffiles"] if not (c in entries and entries[c][0] is not None)]
+    if not keep:
+        return entries
+    entries = dict(entries)
+    for d in ("/lib", "/lib/upgrade", "/lib/upgrade/keep.d"):
+        entries.setdefault(d, (None, 0o755))
+    entries["/lib/upgrade/keep.d/" + meta["Package"]] = ("".join(c + "\n" for c in keep).encode(), 0o644)
+    return entries
+
+
 def build_package(meta, entries, epoch):
     """Return the .ipk bytes."""
     meta = dict(meta, SourceDateEpoch=epoch)
+    entries = keep_entries(meta, entries)
     data_tar = _tar(data_members(entries), epoch)
     control = {"control": control_text(meta, len(data_tar)).encode(),
                "postinst": POSTINST.encode(), "prerm": PRERM.encode()}
     # ipkg-build keeps only the conffiles that are files of the payload, sorted.
     conffiles = sorted(c for c in meta["conffiles"] if c in entries and entries[c][0] is not None)
-    for c in sorted(set(meta["conffiles"]) - set(conffiles)):
-        print("build_ipk: warning: %s: conffile %s is not in the package" % (meta["Package"], c),
-              file=sys.stderr)
     if conffiles:
         control["conffiles"] = ("\n".join(conffiles) + "\n").encode()
     for name, text in meta["scripts"].items():

@@ -42,11 +42,23 @@ define Build/Prepare
 endef
 
 define StubPackage
+KEEP_$(1):=$(strip $(call Package/$(1)/conffiles))
 stub-install:
 	rm -rf $$(PKG_BUILD_DIR) $$(DESTDIR)
 	mkdir -p $$(PKG_BUILD_DIR) $$(DESTDIR)
 	$(Build/Prepare)
 	$(call Package/$(1)/install,$$(DESTDIR))
+	# package-ipkg.mk: conffiles that are not files of the package -> /lib/upgrade/keep.d/<pkg>
+	( \\
+		keepfiles=""; \\
+		for x in $$(KEEP_$(1)); do \\
+			[ -f "$$(DESTDIR)/$$$$x" ] || keepfiles="$$$${keepfiles:+$$$$keepfiles }$$$$x"; \\
+		done; \\
+		[ -z "$$$$keepfiles" ] || { \\
+			mkdir -p $$(DESTDIR)/lib/upgrade/keep.d; \\
+			for x in $$$$keepfiles; do echo $$$$x >> $$(DESTDIR)/lib/upgrade/keep.d/$(1); done; \\
+		}; \\
+	)
 
 stub-meta:
 	$$(file >$$(OUT)/Package,$(1))
@@ -71,7 +83,7 @@ $(eval $(call StubPackage,$(1)))
 endef
 """
 
-# stub of luci.mk: the parts that decide a LuCI app's files, dependencies and postinst
+# stub of luci.mk (24.10's): the parts that decide a LuCI app's files, dependencies and postinst
 LUCI_MK = """\
 LUCI_NAME?=$(notdir ${CURDIR})
 LUCI_DEFAULTS:=$(notdir $(wildcard ${CURDIR}/root/etc/uci-defaults/*))
@@ -117,10 +129,12 @@ define Package/$(PKG_NAME)/install
 	else true; fi
 endef
 
-ifneq ($(LUCI_DEFAULTS),)
+ifndef Package/$(PKG_NAME)/postinst
 define Package/$(PKG_NAME)/postinst
-[ -n "$${IPKG_INSTROOT}" ] || {$(foreach script,$(LUCI_DEFAULTS),
-	(. /etc/uci-defaults/$(script)) && rm -f /etc/uci-defaults/$(script))
+[ -n "$${IPKG_INSTROOT}" ] || { \\
+	rm -f /tmp/luci-indexcache.*
+	rm -rf /tmp/luci-modulecache/
+	killall -HUP rpcd 2>/dev/null
 	exit 0
 }
 endef

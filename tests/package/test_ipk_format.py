@@ -176,11 +176,34 @@ def test_synthetic_luci_layout(synth_build):
     assert f["Section"] == "luci"
     assert f["Depends"] == "libc, luci-base, mape-py"
     assert f["Description"] == "LuCI support for MAP-E (mape-py)"
-    # luci.mk's generated postinst for root/etc/uci-defaults/*
+    # luci.mk's (24.10) postinst when the app defines none of its own
     assert ipk.control_file("postinst-pkg") == (
-        '[ -n "${IPKG_INSTROOT}" ] || {\n'
-        "\t(. /etc/uci-defaults/40_luci-mape-py) && rm -f /etc/uci-defaults/40_luci-mape-py\n"
-        "\texit 0\n}\n")
+        '[ -n "${IPKG_INSTROOT}" ] || { rm -f /tmp/luci-indexcache.*\n'
+        "\trm -rf /tmp/luci-modulecache/\n\tkillall -HUP rpcd 2>/dev/null\n\texit 0\n}\n")
+
+
+def test_luci_postinst_does_not_source_uci_defaults(real_build):
+    """default_postinst runs root/etc/uci-defaults/* itself -- on 24.10 before postinst-pkg,
+    and deletes them: a postinst-pkg sourcing them again printed `.: line 2: can't open
+    '/etc/uci-defaults/40_luci-mape-py'` on every install and upgrade (issue 12, point 10).
+    luci-app-mape-py/Makefile defines its own postinst (luci.mk keeps it: `ifndef`)."""
+    ipk = real_build["luci-app-mape-py"]
+    body = ipk.control_file("postinst-pkg")
+    code = [line for line in (body or "").splitlines() if not line.lstrip().startswith("#")]
+    assert body is not None and not [line for line in code if "/etc/uci-defaults" in line], body
+    assert "/etc/uci-defaults/40_luci-mape-py" in ipk.files()
+
+
+def test_keep_d_lists_the_saved_originals(real_build):
+    """A sysupgrade keeping settings keeps /etc/config/network (wan proto map): it must keep
+    /etc/mape-py/ (the originals saved before mape-py's first change) too. The conffiles line
+    /etc/mape-py/ is no file of the package, so it lands in /lib/upgrade/keep.d/mape-py, as
+    include/package-ipkg.mk does it; opkg's conffiles stay the files (issue 12, point 14)."""
+    ipk = real_build["mape-py"]
+    files = ipk.files()
+    assert files["/lib/upgrade/keep.d/mape-py"] == (0o644, False)
+    assert ipk.read("/lib/upgrade/keep.d/mape-py") == b"/etc/mape-py/\n"
+    assert ipk.control_file("conffiles") == "/etc/config/mape\n"
 
 
 def test_control_members_and_modes(synth_build):
