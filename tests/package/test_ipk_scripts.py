@@ -17,7 +17,8 @@ UNINSTALL = "/usr/share/mape-py/firewall.uninstall"
 
 FUNCTIONS_SH = r'''
 # Test stand-in for OpenWrt's /lib/functions.sh: default_postinst / default_prerm in the
-# order base-files' do their work (recorded in $MAPE_TEST_LOG):
+# order 24.10's base-files do their work (recorded in $MAPE_TEST_LOG; 21.02's runs the
+# postinst-pkg before the uci-defaults; tests/openwrt/test_opkg.py runs the real ones):
 #   postinst: [live] source each packaged /etc/uci-defaults/* (deleted on success) and
 #             `uci commit`; source <pkg>.postinst-pkg; per packaged /etc/init.d/* script:
 #             [image] enable via rc.common, [live] enable (not on upgrade) then start.
@@ -183,18 +184,18 @@ def live(tmp_path, real_build, synth_build):
     require(overlay_ok(), "the overlay chroot needs root, unshare and dash")
     lr = LiveRoot(tmp_path)
     lr.put("/lib/functions.sh", FUNCTIONS_SH, 0o644)
-    for name, ipk in (("mape-py", real_build["mape-py"]),
-                      ("luci-app-mape-py", synth_build["luci-app-mape-py"])):
+    for name in ("mape-py", "luci-app-mape-py"):
+        ipk = real_build[name]
         for script, text in _control_scripts(ipk).items():
             lr.put("/usr/lib/opkg/info/%s.%s" % (name, script), text)
         lr.put("/usr/lib/opkg/info/%s.list" % name, "\n".join(sorted(ipk.files())) + "\n", 0o644)
-    data = real_build["mape-py"]
-    for path in data.files():
-        if path.startswith("/etc/uci-defaults/") or path == UNINSTALL:
-            lr.put(path, data.read(path), data.files()[path][0])
+        for path in ipk.files():
+            if path.startswith("/etc/uci-defaults/") or path == UNINSTALL:
+                lr.put(path, ipk.read(path), ipk.files()[path][0])
     for svc in ("mape-py", "rpcd", "firewall", "network"):
         lr.put("/etc/init.d/" + svc, INIT_STUB % svc)
-    lr.put("/usr/bin/mape-py", STUB % ("mape-py", '[ "$1 $2" = "daemon --remove" ] && [ -e /tmp/remove-fails ] && exit 1'))
+    lr.put("/usr/bin/mape-py", STUB % ("mape-py", '[ "$1 $2" = "daemon --remove" ] && { [ -e /tmp/remove-fails ] && exit 1; '
+                                                  'echo "restored: network"; }'))
     lr.put("/usr/sbin/uci", UCI_STUB)
     lr.put("/etc/mape-py/original/network", "config interface 'wan'\n", 0o644)
     lr.put("/var/run/mape-py/status.json", "{}", 0o644)
@@ -231,22 +232,18 @@ def test_live_install(live):
     _in_order(log, "uci commit", "/etc/init.d/rpcd reload", "/etc/init.d/mape-py enable",
               "/etc/init.d/mape-py start")
     assert "/etc/init.d/mape-py restart" not in log
-    assert not [x for x in r.stdout.split() if "mape" in x], "uci-defaults not consumed"
+    assert not [x for x in r.stdout.split() if "mape-py-" in x], "uci-defaults not consumed"
 
 
-def test_live_upgrade_restarts_enabled_service(live):
+def test_live_upgrade_starts_the_new_code_once(live):
+    """Upgrade: opkg-lede ran the old `prerm upgrade` (default_prerm stopped the daemon), so
+    the new postinst only has default_postinst's start to do: no restart of ours on top, and
+    no enable (a disabled service stays disabled)."""
     _run(live, "touch /tmp/mape-py-enabled; sh %s.postinst configure" % INFO, PKG_UPGRADE="1")
     log = live.log()
     _in_order(log, "default_postinst %s.postinst configure" % INFO, "/etc/init.d/rpcd reload",
-              "/etc/init.d/mape-py enabled", "/etc/init.d/mape-py restart", "/etc/init.d/mape-py start")
-    assert "/etc/init.d/mape-py enable" not in log
-
-
-def test_live_upgrade_leaves_disabled_service(live):
-    _run(live, "sh %s.postinst configure" % INFO, PKG_UPGRADE="1")
-    log = live.log()
-    assert "/etc/init.d/mape-py restart" not in log
-    assert "/etc/init.d/mape-py enable" not in log
+              "/etc/init.d/mape-py start")
+    assert [line for line in log if line.startswith("/etc/init.d/mape-py")] == ["/etc/init.d/mape-py start"], log
 
 
 def test_live_remove(live):
@@ -254,6 +251,7 @@ def test_live_remove(live):
                    "[ -e /etc/mape-py ] && echo KEPT-STATE; [ -e /var/run/mape-py ] && echo KEPT-RUN; "
                    "[ -e /tmp/uci-has-mape_py ] && echo KEPT-INCLUDE; true" % (INFO, INFO),
              PKG_UPGRADE="0")
+    # the NAT rules go once, with `daemon --remove` (no `mape-py firewall remove` after it)
     assert live.log() == [
         "default_prerm %s.prerm remove" % INFO,
         "/etc/init.d/mape-py stop",
@@ -261,12 +259,11 @@ def test_live_remove(live):
         "uci -q get firewall.mape_py",
         "uci -q delete firewall.mape_py",
         "uci -q commit firewall",
-        "mape-py firewall remove",
         "/etc/init.d/mape-py disable",
         "/etc/init.d/mape-py stop",
         "/etc/init.d/rpcd reload",
     ]
-    assert r.stdout == ""
+    assert r.stdout == "mape-py: restored: network\n"
 
 
 def test_live_remove_without_include(live):
@@ -274,8 +271,9 @@ def test_live_remove_without_include(live):
     log = live.log()
     assert "uci -q get firewall.mape_py" in log
     assert not [line for line in log if "commit" in line or "delete" in line]
-    assert log[-3:] == ["mape-py firewall remove", "/etc/init.d/mape-py disable",
+    assert log[-3:] == ["uci -q get firewall.mape_py", "/etc/init.d/mape-py disable",
                         "/etc/init.d/mape-py stop"]
+    assert log.count("mape-py daemon --remove") == 1 and "mape-py firewall remove" not in log
 
 
 def test_live_remove_keeps_originals_when_restore_fails(live):
@@ -283,10 +281,13 @@ def test_live_remove_keeps_originals_when_restore_fails(live):
              PKG_UPGRADE="0")
     assert r.stdout.split() == ["network"]
     assert "could not restore" in r.stderr
+    # the NAT rules then go on their own, once
+    assert live.log().count("mape-py firewall remove") == 1
 
 
 def test_live_upgrade_prerm_keeps_everything(live):
-    """opkg-lede does not call the old prerm on upgrade; if an opkg did, nothing is undone."""
+    """opkg-lede runs the old package's `prerm upgrade <new version>` with PKG_UPGRADE=1:
+    nothing is undone, only default_prerm's stop (no disable)."""
     r = _run(live, "touch /tmp/uci-has-mape_py; sh %s.prerm upgrade 9.9-1; ls /etc/mape-py" % INFO,
              PKG_UPGRADE="1")
     assert live.log() == ["default_prerm %s.prerm upgrade 9.9-1" % INFO,
@@ -295,6 +296,25 @@ def test_live_upgrade_prerm_keeps_everything(live):
 
 
 def test_live_luci_app_install_runs_its_uci_defaults_hook(live):
-    _run(live, "sh /usr/lib/opkg/info/luci-app-mape-py.postinst configure", PKG_UPGRADE="0")
+    """default_postinst runs 40_luci-mape-py (LuCI caches, rpcd reload) and deletes it; the
+    app's postinst-pkg, sourced after it, must not try again (".: can't open ...")."""
+    r = _run(live, "sh /usr/lib/opkg/info/luci-app-mape-py.postinst configure; ls /etc/uci-defaults",
+             PKG_UPGRADE="0")
     assert live.log() == ["default_postinst /usr/lib/opkg/info/luci-app-mape-py.postinst configure",
-                          "uci commit"]
+                          "/etc/init.d/rpcd reload", "uci commit"]
+    assert "40_luci-mape-py" not in r.stdout.split()
+    assert r.stderr == "", r.stderr
+
+
+def test_live_luci_app_after_mape_py_in_the_same_opkg_run(live, real_build):
+    """Installed together, mape-py's postinst reloads rpcd (after both packages' files were
+    unpacked) and marks the opkg run with a hard link to opkg's lock: the app's hook then
+    does not reload rpcd a second time. In a later opkg run (another lock file) it does."""
+    hook = "/etc/uci-defaults/40_luci-mape-py"
+    _run(live, "mkdir -p /var/lock; touch /var/lock/opkg.lock; sh %s.postinst configure; "
+               "sh /usr/lib/opkg/info/luci-app-mape-py.postinst configure" % INFO, PKG_UPGRADE="0")
+    assert live.log().count("/etc/init.d/rpcd reload") == 1, live.log()
+    live.put(hook, real_build["luci-app-mape-py"].read(hook))
+    _run(live, "rm /var/lock/opkg.lock; touch /var/lock/opkg.lock; "
+               "sh /usr/lib/opkg/info/luci-app-mape-py.postinst configure", PKG_UPGRADE="0")
+    assert live.log().count("/etc/init.d/rpcd reload") == 2, live.log()
