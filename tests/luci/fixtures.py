@@ -1,8 +1,6 @@
-"""Status documents (docs/status.md) for the LuCI tests. The mapping part is the real
-engine's Mapping.as_dict(), as the daemon publishes it."""
-import copy
-
-from mape.core.errors import MapeError
+"""Status documents (docs/status.md) for the LuCI tests: written into the bed's
+/var/run/mape-py/status.json, where the real rpcd plugin serves them (tests/luci/luci_bed.py).
+The mapping part is the real engine's Mapping.as_dict(), as the daemon publishes it."""
 from mape.core.mapping import calc
 from mape.core.rules import load_table
 
@@ -18,14 +16,6 @@ USED = [3, 5, 2, 4, 16, 1, 3, 2, 6, 1, 2, 1, 4, 2, 3]
 
 def mapping(prefix):
     return calc(prefix, TABLE).as_dict()
-
-
-def calc_reply(prefix):
-    """What `ubus call mape calc '{"prefix": ...}'` answers: as_dict() or a one-line error."""
-    try:
-        return mapping(prefix)
-    except MapeError as e:
-        return {"input": prefix, "error": str(e), "exit_code": e.exit_code}
 
 
 def _base(state, reason, prefix=PREFIX):
@@ -124,18 +114,7 @@ def error():
     return st
 
 
-def stopped():
-    """What the rpcd plugin returns when the daemon is gone: the last document, running false."""
-    st = copy.deepcopy(ok())
-    st["running"] = False
-    st["state"] = "stopped"
-    st.pop("ports", None)
-    return st
-
-
-def never_started():
-    return {"version": 1, "running": False, "state": "stopped"}
-
-
-STATES = {"ok": ok, "applying": applying, "unsupported-prefix": unsupported, "error": error,
-          "stopped": stopped}
+# name -> (document, running): "stopped" is the last document of a daemon that is gone (the
+# real rpcd plugin marks it stopped and keeps the rest, ports included).
+STATES = {"ok": (ok, True), "applying": (applying, True), "unsupported-prefix": (unsupported, True),
+          "error": (error, True), "stopped": (ok, False)}

@@ -1,5 +1,6 @@
 """luci-app-mape-py without a browser: translations, ACL, menu, Makefile, and that the view
-keeps to the LuCI client API shared by 21.02 and 23.05+."""
+keeps to the LuCI client API shared by 21.02 and 23.05+ (how rpcd applies the ACL:
+test_luci_runtime.py)."""
 import json
 import os
 import re
@@ -9,7 +10,6 @@ import subprocess
 import pytest
 
 from tests.luci import i18n
-from tests.luci.standin_server import Acl
 
 VIEW = os.path.join(i18n.VIEW_DIR, "view", "mape", "overview.js")
 CARD = os.path.join(i18n.VIEW_DIR, "view", "status", "include", "75_mape.js")
@@ -61,17 +61,14 @@ def test_view_requires_only_documented_luci_modules(path):
                      "TypedSection", "Flag", "Value", "ListValue", "DynamicList"}, calls
 
 
-def test_rpc_declarations_match_the_acl():
-    src = read(VIEW)
-    declared = set(re.findall(r"rpc\.declare\(\{ object: '([^']+)', method: '([^']+)'", src))
-    assert declared == {("mape", "status"), ("mape", "calc"), ("mape", "recompute")}
-    acl = Acl()
-    for obj, method in declared:
-        assert acl.allows(obj, method, {}), (obj, method)
-    assert acl.allows("uci", "get", {"config": "mape"})
-    assert acl.allows("uci", "set", {"config": "mape"})
-    assert not acl.allows("uci", "set", {"config": "network"})
-    assert not acl.allows("mape", "apply", {})
+def test_views_name_the_real_init_script():
+    """The package installs /etc/init.d/mape-py; no text (page, catalogs) may tell the user
+    to run anything else (#12 point 1)."""
+    assert os.path.exists(os.path.join(i18n.APP, "..", "files", "etc", "init.d", "mape-py"))
+    for path in (VIEW, CARD, i18n.po_path("templates"), i18n.po_path("ja")):
+        names = set(re.findall(r"/etc/init\.d/([\w.-]+)", read(path)))
+        assert names <= {"mape-py"}, (path, names)
+    assert "/etc/init.d/mape-py start" in read(i18n.po_path("ja"))
 
 
 def test_acl_separates_read_and_write():

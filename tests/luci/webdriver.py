@@ -116,6 +116,16 @@ class Chrome:
     def get(self, url):
         self._cmd("POST", "/url", {"url": url})
 
+    def current_url(self):
+        return self._cmd("GET", "/url")
+
+    def add_cookie(self, name, value, path="/"):
+        self._cmd("POST", "/cookie", {"cookie": {"name": name, "value": value, "path": path}})
+
+    def on_new_document(self, source):
+        """Run ``source`` in every page before its own scripts (CDP)."""
+        self.cdp("Page.addScriptToEvaluateOnNewDocument", {"source": source})
+
     def js(self, script, *args):
         return self._cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
 
