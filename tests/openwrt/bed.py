@@ -737,9 +737,24 @@ class Bed:
         self.pump()
         return p
 
+    def sysctl_defaults(self):
+        """What /etc/init.d/sysctl (S11) applies at boot, for the bed's network namespace: the
+        net.ipv4/net.ipv6 keys of base-files' /etc/sysctl.d/10-default.conf (ip_forward=1 and
+        IPv6 forwarding: without them the router forwards nothing from LAN to WAN). The
+        kernel-wide keys of that file are not the bed's to set."""
+        text = tree_file(self.profile, "openwrt-tree:openwrt-tree/package/base-files/files/etc/sysctl.d/"
+                                       "10-default.conf")
+        pairs = []
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip().startswith(("net.ipv4.", "net.ipv6.")):
+                pairs.append("%s=%s" % (key.strip(), value.strip()))
+        host(["ip", "netns", "exec", self.name, "sysctl", "-q", "-w"] + pairs)
+
     def boot(self, odhcpd=True):
         """Bring the services up as procd does at boot (`/etc/rc.d/S*` in order with "boot":
         rpcd S12, firewall S19, network S20, odhcpd S35); returns when netifd answers."""
+        self.sysctl_defaults()
         with self.lock:
             self._procd("set", {"name": "ubus", "instances": {"ubus": {"command": ["/sbin/ubusd"], "respawn": []}}})
         self.wait("ubusd's socket", lambda: self.exists("/var/run/ubus/ubus.sock") or self.exists("/var/run/ubus.sock"),
