@@ -135,8 +135,8 @@ def luci(request, luci_ipks, luci_workdir, runtime_of):
     server = LuciServer(router, rt).start()
     yield Luci(profile, router, server, rt)
     if router.relogins:
-        notes.append("%s: rpcd lost its sessions %d time(s) (re-logged in): %r" % (
-            profile, len(router.relogins), router.relogins[:5]))
+        notes.append("%s: %d login(s) renewed after rpcd reloads (%s)" % (
+            profile, len(router.relogins), ", ".join(sorted(set("%s: %s" % r for r in router.relogins)))))
     server.stop()
     router.down()
 
@@ -191,8 +191,12 @@ def page(luci, chrome):
         chrome.get("%s/cgi-bin/luci/%s" % (luci.server.url, path))
         ready = ("return !!document.getElementById('mape-status')" if path == VIEW else
                  "return !!document.querySelector('#view') && !document.querySelector('#view .spinning')")
-        chrome.wait(ready + " || document.querySelectorAll('#maincontent > .alert-message').length > 0;",
-                    message="the page %s did not render (%s)" % (path, luci.profile))
+        try:
+            chrome.wait(ready + " || document.querySelectorAll('#maincontent > .alert-message').length > 0;")
+        except AssertionError:
+            seen = chrome.js("return document.body ? document.body.innerText.slice(0, 600) : null;")
+            pytest.fail("the page %s did not render (%s) as %s.\npage: %r\nconsole: %r\nubus calls: %r"
+                        % (path, luci.profile, user, seen, page_errors(chrome), luci.server.calls[-12:]))
         if not allow_errors:
             assert notifications(chrome) == [], "LuCI reported errors: %r" % notifications(chrome)
             assert page_errors(chrome) == [], "console errors: %r" % page_errors(chrome)
@@ -203,5 +207,8 @@ def page(luci, chrome):
 @pytest.fixture
 def shot(chrome, luci):
     def take(name):
+        # the whole page, from the top (a scrolled page would put the theme's fixed header
+        # in the middle of a full-page capture)
+        chrome.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
         return chrome.screenshot(os.path.join(ARTIFACTS, luci.profile, name + ".png"))
     return take

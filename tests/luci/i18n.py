@@ -2,8 +2,8 @@
 
 - ``extract(js_text)``: the msgids of every ``_('...')`` call, in order, JS escapes decoded
   (what LuCI's i18n-scan does for the .pot).
-- ``parse_po(text)``: {msgid: msgstr} of a .po file (what the test server hands to the
-  stand-in as the translation catalog; LuCI compiles the same file to .lmo).
+- ``parse_po(text)``: {msgid: msgstr} of a .po file (the pages get the compiled .lmo of the
+  installed i18n package, through luci-base's translations endpoint).
 - ``python3 tests/luci/i18n.py pot``: rewrite po/templates/mape.pot from the view sources.
 - ``python3 tests/luci/i18n.py sync ja``: add missing msgids to po/ja/mape.po (empty
   msgstr) and drop obsolete ones, keeping existing translations.

@@ -222,12 +222,20 @@ class LuciRouter:
         self.check_sessions()
 
     def check_sessions(self):
-        """Re-login users whose session rpcd no longer knows (counted in self.relogins: an
-        rpcd restarted instead of reloaded loses its sessions)."""
+        """Re-login users whose session rpcd no longer knows, or knows without its ACLs
+        (counted in self.relogins). The second happens on 21.02 after every rpcd reload:
+        its rpc_session_thaw() loads /etc/config/rpcd once per restored session into one uci
+        context, the second uci_load fails, and every session but the first comes back
+        without ACLs (24.10's rpcd unloads the package first); a LuCI user then has to log
+        in again."""
         for user, s in list(self.sessions.items()):
             status, data = self.ubus.call("session", "get", {"ubus_rpc_session": s["sid"]})
-            if status != 0 or not ((data or {}).get("values") or {}).get("token"):
-                self.relogins.append((time.time(), user, status))
+            ok = status == 0 and ((data or {}).get("values") or {}).get("token")
+            if ok:
+                _, acls = self.ubus.call("session", "access", {"ubus_rpc_session": s["sid"]})
+                ok = "luci-base" in ((acls or {}).get("access-group") or {})
+            if not ok:
+                self.relogins.append((user, "no session" if status else "no ACLs"))
                 self.sessions[user] = self.login(user)
 
     def setup_logins(self):
