@@ -227,7 +227,7 @@ function renderBanner(st) {
 	if (st.running === false || st.state == 'stopped') {
 		return E('div', { 'class': 'alert-message error mape-down' }, [
 			E('strong', {}, [ _('The mape-py service is not running.') ]), ' ',
-			_('IPv4 over MAP-E is not maintained. Start it with "/etc/init.d/mape start" and check the system log ("logread -e mape").'),
+			_('IPv4 over MAP-E is not maintained. Start it with "/etc/init.d/mape-py start" and check the system log ("logread -e mape").'),
 			st.updated ? E('div', {}, [ _('The values below are the last known ones, from %s.').format(fmtTime(st.updated)) ]) : ''
 		]);
 	}
