@@ -755,15 +755,19 @@ return view.extend({
 		o.rmempty = false;
 
 		return m.render().then(function(node) {
-			/* Show validation messages next to the field as well as in LuCI's tooltip. */
+			/* Show validation messages next to the field as well as in LuCI's tooltip. 21.02's
+			 * validation.js fires the event without "detail"; the tooltip attribute it sets first
+			 * has the same text. The message may quote what was typed: text, never markup. */
 			node.addEventListener('validation-failure', function(ev) {
 				var field = ev.target.closest ? ev.target.closest('.cbi-value-field') : null;
 				if (!field)
 					return;
+				var message = (ev.detail && ev.detail.message) ||
+					(ev.target.getAttribute ? ev.target.getAttribute('data-tooltip') : null) || '';
 				var box = field.querySelector('.mape-field-error');
 				if (!box)
 					box = field.appendChild(E('div', { 'class': 'mape-field-error', 'style': 'color:' + COLOURS.red }));
-				dom.content(box, ev.detail && ev.detail.message ? ev.detail.message : '');
+				dom.content(box, [ message ]);
 			});
 			node.addEventListener('validation-success', function(ev) {
 				var field = ev.target.closest ? ev.target.closest('.cbi-value-field') : null;
