@@ -30,6 +30,16 @@ var BACKENDS = [
 	[ 'off', _('Off: mape-py installs no NAT rules') ]
 ];
 
+/* The message of a rejected call, for the user: LuCI's raise() appends the JavaScript
+ * stack ("\n  at handleCallReply (.../rpc.js:82:7)") to err.message; that is for the
+ * console, not for a banner. */
+function errorText(err) {
+	var msg = (err && err.message != null) ? String(err.message) : String(err);
+	return msg.split(/\n/).filter(function(line) {
+		return !/^\s+at\s|^\s*\S*@\S+:\d+:\d+\s*$/.test(line);
+	}).join(' ').trim();
+}
+
 /* Fetch the status document; never rejects. */
 function fetchStatus() {
 	return callStatus().then(function(res) {
@@ -37,7 +47,7 @@ function fetchStatus() {
 			return res;
 		return { __unreachable: true, __code: res };
 	}, function(err) {
-		return { __unreachable: true, __message: (err && err.message) ? err.message : String(err) };
+		return { __unreachable: true, __message: errorText(err) };
 	});
 }
 
@@ -552,7 +562,7 @@ return view.extend({
 			else
 				ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(L.isObject(res) ? (res.error || '?') : _('ubus error %d').format(res)) ]), 'error');
 		}, function(err) {
-			ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(err.message || err) ]), 'error');
+			ui.addNotification(null, E('p', {}, [ _('Recompute failed: %s').format(errorText(err)) ]), 'error');
 		});
 	},
 
@@ -566,7 +576,7 @@ return view.extend({
 		return callCalc(prefix).then(function(res) {
 			dom.content(output, renderCalcResult(res));
 		}, function(err) {
-			dom.content(output, E('div', { 'class': 'alert-message error' }, [ err.message || String(err) ]));
+			dom.content(output, E('div', { 'class': 'alert-message error' }, [ errorText(err) ]));
 		});
 	},
 
