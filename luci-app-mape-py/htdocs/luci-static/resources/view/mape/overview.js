@@ -215,14 +215,23 @@ function kvTable(rows) {
 	}));
 }
 
-function usageColour(pct) {
+/* The daemon is not running: the document is the last one it wrote (the rpcd plugin keeps
+ * it, port usage included), history rather than the present. */
+function isStale(st) {
+	return st.running === false || st.state == 'stopped';
+}
+
+/* Usage colours; greys for the last known usage of a stopped daemon. */
+function usageColour(pct, stale) {
+	if (stale)
+		return (pct > 0) ? '#9e9e9e' : '#d0d0d0';
 	return (pct >= 100) ? COLOURS.red : (pct >= 75) ? COLOURS.amber : COLOURS.green;
 }
 
-function bar(used, size, title) {
+function bar(used, size, title, stale) {
 	var pct = size > 0 ? Math.min(100, Math.round(used * 100 / size)) : 0;
 	return E('div', { 'class': 'cbi-progressbar mape-bar', 'title': title, 'data-used': used, 'data-size': size }, [
-		E('div', { 'style': 'width:%d%%;background-color:%s'.format(pct, usageColour(pct)) })
+		E('div', { 'style': 'width:%d%%;background-color:%s'.format(pct, usageColour(pct, stale)) })
 	]);
 }
 
@@ -234,7 +243,7 @@ function renderBanner(st) {
 			_('The ubus object "mape" did not answer (%s). Is the mape-py package installed and rpcd restarted?').format(why)
 		]);
 	}
-	if (st.running === false || st.state == 'stopped') {
+	if (isStale(st)) {
 		return E('div', { 'class': 'alert-message error mape-down' }, [
 			E('strong', {}, [ _('The mape-py service is not running.') ]), ' ',
 			_('IPv4 over MAP-E is not maintained. Start it with "/etc/init.d/mape-py start" and check the system log ("logread -e mape").'),
@@ -250,14 +259,17 @@ function renderStatus(st) {
 
 	var m = st.mapping || {};
 	var rows = [];
+	var stale = isStale(st);
 	var health = [
-		[ _('MAP-E'), stateInfo(st), 'state' ],
-		[ _('IPv6 uplink'), wan6Info(st.wan6), 'wan6' ],
-		[ _('Tunnel'), tunnelInfo(st.tunnel), 'tunnel' ],
-		[ _('Firewall'), firewallInfo(st.firewall), 'firewall' ]
-	];
+		[ _('MAP-E'), stateInfo(st), 'state', st ],
+		[ _('IPv6 uplink'), wan6Info(st.wan6), 'wan6', st.wan6 ],
+		[ _('Tunnel'), tunnelInfo(st.tunnel), 'tunnel', st.tunnel ],
+		[ _('Firewall'), firewallInfo(st.firewall), 'firewall', st.firewall ]
+	].filter(function(h) {
+		/* a stopped daemon that left nothing about a part: nothing is known, say nothing */
+		return !stale || L.isObject(h[3]);
+	});
 
-	var stale = (st.running === false || st.state == 'stopped');
 	var healthTable = E('table', { 'class': 'table mape-health' }, health.map(function(h) {
 		var info = h[1], detail = info[2] ? [ info[2] ] : [], colour = info[0], label = info[1];
 		if (h[2] == 'state' && st.state_reason && st.state != 'ok' && !stale)
@@ -343,20 +355,22 @@ function renderPorts(st) {
 	var inUse = sets.filter(function(s) { return s.used > 0; }).length;
 	var capacity = (p && p.capacity) ? p.capacity : sets.reduce(function(a, s) { return a + s.last - s.first + 1; }, 0);
 	var used = (p && p.used != null) ? p.used : sets.reduce(function(a, s) { return a + (s.used || 0); }, 0);
+	var stale = isStale(st);
 	var out = [];
 
 	if (known) {
 		var all = (inUse == sets.length);
-		out.push(E('p', { 'class': 'mape-ports-summary' }, [
-			badge(all ? 'green' : (inUse ? 'amber' : 'grey'),
-				all ? _('All %d port sets in use').format(sets.length)
-				    : _('%d of %d port sets in use').format(inUse, sets.length)),
+		var label = all ? _('All %d port sets in use').format(sets.length)
+		                : _('%d of %d port sets in use').format(inUse, sets.length);
+		out.push(E('p', { 'class': 'mape-ports-summary' + (stale ? ' mape-stale' : '') }, [
+			stale ? badge('grey', _('%s (last known)').format(label))
+			      : badge(all ? 'green' : (inUse ? 'amber' : 'grey'), label),
 			' \u00a0 ',
 			_('%d of %d ports in use (%d%%)').format(used, capacity, capacity ? Math.round(used * 100 / capacity) : 0),
 			(p && p.connections != null) ? ' \u00a0 ' + _('%d connections').format(p.connections) : ''
 		]));
 
-		if (p && p.outside_sets > 0)
+		if (p && p.outside_sets > 0 && !stale)
 			out.push(E('div', { 'class': 'alert-message error mape-leak' }, [
 				E('strong', {}, [ _('Ports leak:') ]), ' ',
 				_('%d connections use source ports outside your port sets. The provider\'s border relay drops them, and replies could go to another customer. Check flow offloading / hardware acceleration and the NAT rules.').format(p.outside_sets)
@@ -371,7 +385,7 @@ function renderPorts(st) {
 				'data-used': s.used,
 				'title': '%s: %d / %d'.format(fmtRange([ s.first, s.last ]), s.used, size),
 				'style': 'flex:1;min-width:4px;height:1.4em;border-radius:2px;background-color:%s'.format(
-					s.used > 0 ? usageColour(pct) : '#d0d0d0')
+					(s.used > 0 || stale) ? usageColour(pct, stale) : '#d0d0d0')
 			});
 		})));
 	}
@@ -399,7 +413,7 @@ function renderPorts(st) {
 			E('td', { 'class': 'td' }, [ fmtRange([ s.first, s.last ]) ]),
 			E('td', { 'class': 'td' }, [ '%d / %d'.format(s.used, size) ]),
 			E('td', { 'class': 'td' }, [ s.connections != null ? String(s.connections) : '-' ]),
-			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size)) ])
+			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size), stale) ])
 		]);
 	}))));
 
@@ -416,7 +430,7 @@ function renderPorts(st) {
 			return E('tr', { 'class': 'tr mape-host' }, [
 				E('td', { 'class': 'td' }, [ h.host ]),
 				E('td', { 'class': 'td' }, [ String(h.count) ]),
-				E('td', { 'class': 'td' }, [ bar(h.count, total, '%d / %d'.format(h.count, total)) ])
+				E('td', { 'class': 'td' }, [ bar(h.count, total, '%d / %d'.format(h.count, total), stale) ])
 			]);
 		}))));
 	}

@@ -11,8 +11,18 @@ var callStatus = rpc.declare({ object: 'mape', method: 'status' });
 
 var COLOURS = { green: '#2e7d32', amber: '#e68a00', red: '#c62828', grey: '#757575' };
 
+/* The daemon is not running: the document is the last one it wrote (port usage included). */
+function isStale(st) {
+	return st.running === false || st.state == 'stopped';
+}
+
+/* Last known values of a stopped daemon: grey, and said so. */
+function lastKnown(stale, text) {
+	return stale ? E('span', { 'class': 'mape-stale', 'style': 'color:' + COLOURS.grey }, [ _('%s (last known)').format(text) ]) : text;
+}
+
 function state(st) {
-	if (st.running === false || st.state == 'stopped')
+	if (isStale(st))
 		return [ 'red', _('The mape-py service is not running') ];
 	switch (st.state) {
 	case 'ok': return [ 'green', _('MAP-E is working') ];
@@ -49,12 +59,12 @@ return baseclass.extend({
 		if (m.provider_name)
 			rows.push([ _('Provider'), (/^ja/.test(String(L.env.lang || document.documentElement.getAttribute('lang') || '')) && m.provider_name_ja) ? m.provider_name_ja : m.provider_name ]);
 		if (p && Array.isArray(p.sets) && p.sets.length) {
-			var inUse = p.sets.filter(function(x) { return x.used > 0; }).length;
-			rows.push([ _('Port sets'), (inUse == p.sets.length)
+			var inUse = p.sets.filter(function(x) { return x.used > 0; }).length, stale = isStale(st);
+			rows.push([ _('Port sets'), lastKnown(stale, (inUse == p.sets.length)
 				? _('All %d port sets in use').format(p.sets.length)
-				: _('%d of %d port sets in use').format(inUse, p.sets.length) ]);
-			rows.push([ _('Ports'), _('%d of %d ports in use (%d%%)').format(p.used || 0, p.capacity || 0,
-				p.capacity ? Math.round((p.used || 0) * 100 / p.capacity) : 0) ]);
+				: _('%d of %d port sets in use').format(inUse, p.sets.length)) ]);
+			rows.push([ _('Ports'), lastKnown(stale, _('%d of %d ports in use (%d%%)').format(p.used || 0, p.capacity || 0,
+				p.capacity ? Math.round((p.used || 0) * 100 / p.capacity) : 0)) ]);
 		}
 		else if (m.port_count != null) {
 			rows.push([ _('Ports'), _('%d ports in %d sets').format(m.port_count, (m.port_sets || []).length) ]);
