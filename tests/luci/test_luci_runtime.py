@@ -97,12 +97,13 @@ def declared(path):
 
 def test_acl_as_rpcd_applies_it(luci):
     """Our installed ACL, as the real rpcd grants it to LuCI logins: a full login may call
-    everything the views declare; a read-only one (rpcd `list read '*'`) may read the status
-    and the calculator and the config, and may not recompute or change the config."""
+    everything the views declare (session access: every session may ask); a read-only one
+    (rpcd `list read '*'`) may read the status, the calculator and the config, and may not
+    recompute or change the config."""
     import os
     calls = declared(os.path.join(i18n.VIEW_DIR, "view", "mape", "overview.js")) | \
         declared(os.path.join(i18n.VIEW_DIR, "view", "status", "include", "75_mape.js"))
-    assert calls == {("mape", "status"), ("mape", "calc"), ("mape", "recompute")}
+    assert calls == {("mape", "status"), ("mape", "calc"), ("mape", "recompute"), ("session", "access")}
 
     def access(user, scope, obj, fn):
         _, res = luci.router.ubus.call("session", "access", {

@@ -19,6 +19,9 @@
 var callStatus = rpc.declare({ object: 'mape', method: 'status' });
 var callCalc = rpc.declare({ object: 'mape', method: 'calc', params: [ 'prefix' ] });
 var callRecompute = rpc.declare({ object: 'mape', method: 'recompute' });
+/* May this login call a method? (rpcd's ACL: "Recompute now" needs the write part) */
+var callAccess = rpc.declare({ object: 'session', method: 'access', params: [ 'scope', 'object', 'function' ],
+	expect: { access: false } });
 
 var COLOURS = { green: '#2e7d32', amber: '#e68a00', red: '#c62828', grey: '#757575' };
 
@@ -564,9 +567,14 @@ function numberOption(s, section_id, name) {
 
 return view.extend({
 	load: function() {
-		return Promise.all([ fetchStatus(), L.resolveDefault(uci.load('mape'), null) ]).then(function(res) {
+		return Promise.all([
+			fetchStatus(),
+			L.resolveDefault(uci.load('mape'), null),
+			L.resolveDefault(callAccess('ubus', 'mape', 'recompute'), true)
+		]).then(L.bind(function(res) {
+			this.mayRecompute = (res[2] !== false);
 			return res[0];
-		});
+		}, this));
 	},
 
 	handleRecompute: function(ev) {
@@ -840,8 +848,11 @@ return view.extend({
 					E('h3', {}, [ _('Status') ]),
 					statusNode,
 					E('div', { 'class': 'right' }, [
+						this.mayRecompute ? '' : E('small', { 'class': 'mape-readonly-note', 'style': 'margin-right:.8em' }, [
+							_('Read-only access: this login cannot recompute or change the settings.') ]),
 						E('button', {
 							'class': 'cbi-button cbi-button-action', 'id': 'mape-recompute',
+							'disabled': this.mayRecompute ? null : true,
 							'click': ui.createHandlerFn(this, 'handleRecompute')
 						}, [ _('Recompute now') ])
 					])
