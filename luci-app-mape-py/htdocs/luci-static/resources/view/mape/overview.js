@@ -509,11 +509,27 @@ function intIn(value, min, max) {
 	return /^\d+$/.test(value) && +value >= min && +value <= max;
 }
 
-function validateInterface(section_id, value) {
+/* Interface names as mape-py's settings accept them (src/mape/settings.py): at most 15
+ * characters of letters, digits, "_", "." and "-", not starting with "." or "-"; wan at most
+ * 11 (its tunnel device is map-<wan>); wan, wan6 and wan6pd all different. */
+var IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+var IFACE_DEFAULTS = { wan_iface: 'wan', wan6_iface: 'wan6', wan6pd_iface: 'wan6pd' };
+
+function validateInterface(option, section, section_id, value) {
 	if (value == null || value === '')
 		return true;
-	return /^[a-zA-Z0-9_]+$/.test(value) ? true
-		: _('Enter the name of a network interface as in Network \u2192 Interfaces (letters, digits and "_"), for example "wan6".');
+	if (!IFNAME.test(value))
+		return _('Enter the name of a network interface as in Network \u2192 Interfaces: letters, digits, "_", "." and "-", at most 15 characters, for example "wan6".');
+	if (option == 'wan_iface' && value.length > 11)
+		return _('At most 11 characters: mape-py names the tunnel device "map-%s", and a device name has at most 15.').format(value);
+	for (var other in IFACE_DEFAULTS) {
+		if (other == option)
+			continue;
+		var v = (other == 'wan6pd_iface') ? uci.get('mape', section_id, other) : section.formvalue(section_id, other);
+		if ((v == null || v === '' ? IFACE_DEFAULTS[other] : v) == value)
+			return _('"%s" is already the other MAP-E interface: the IPv6 uplink, the tunnel (and wan6pd) must be different interfaces.').format(value);
+	}
+	return true;
 }
 
 function validateMtu(section_id, value) {
@@ -540,11 +556,20 @@ function validateInterval(section_id, value) {
 	return true;
 }
 
+/* The mark mask as mape-py reads it (Python's int(text, 0)): 0x.. hex, 0o.. octal, 0b..
+ * binary or decimal without leading zeros, "_" between digits, an optional "+". */
 function parseMask(value) {
-	if (/^0[xX][0-9a-fA-F]{1,8}$/.test(value))
-		return parseInt(value.substring(2), 16);
-	if (/^\d{1,10}$/.test(value) && +value <= 0xffffffff)
-		return +value;
+	var s = String(value).trim(), m;
+	if ((m = /^\+?0[xX]((?:_?[0-9a-fA-F])+)$/.exec(s)))
+		return parseInt(m[1].replace(/_/g, ''), 16);
+	if ((m = /^\+?0[oO]((?:_?[0-7])+)$/.exec(s)))
+		return parseInt(m[1].replace(/_/g, ''), 8);
+	if ((m = /^\+?0[bB]((?:_?[01])+)$/.exec(s)))
+		return parseInt(m[1].replace(/_/g, ''), 2);
+	if ((m = /^\+?([1-9](?:_?[0-9])*)$/.exec(s)))
+		return parseInt(m[1].replace(/_/g, ''), 10);
+	if (/^\+?0(?:_?0)*$/.test(s))
+		return 0;
 	return null;
 }
 
@@ -616,11 +641,11 @@ return view.extend({
 
 		o = s.option(form.Value, 'wan6_iface', _('IPv6 uplink interface'), _('The interface that receives the IPv6 prefix from the line.'));
 		o.placeholder = 'wan6';
-		o.validate = validateInterface;
+		o.validate = L.bind(validateInterface, o, 'wan6_iface', s);
 
 		o = s.option(form.Value, 'wan_iface', _('MAP-E tunnel interface'), _('The interface mape-py writes as "proto map"; it carries IPv4.'));
 		o.placeholder = 'wan';
-		o.validate = validateInterface;
+		o.validate = L.bind(validateInterface, o, 'wan_iface', s);
 
 		o = s.option(form.Value, 'mtu', _('Tunnel MTU'), _('1460 fits FLET\'S lines: 1500 bytes minus the 40-byte IPv6 header.'));
 		o.placeholder = '1460';
@@ -653,9 +678,11 @@ return view.extend({
 				return true;
 			var mask = parseMask(value);
 			if (mask == null)
-				return _('Enter the mask as a hexadecimal number such as 0x00ff0000.');
+				return _('Enter the mask as a hexadecimal number such as 0x00ff0000 (a decimal number must not start with 0).');
 			if (mask == 0)
 				return _('The mask must have at least one bit set.');
+			if (mask > 0xffffffff)
+				return _('A mark has 32 bits: the mask is at most 0xffffffff.');
 			if (mask & 0xf000)
 				return _('This mask overlaps 0x0000f000, the bits GL.iNet firmware uses for VPN policy routing and its DNS leak guard: VPN clients would break, so mape-py refuses it. Choose other bits, for example 0x00ff0000 (the default).');
 			return true;
