@@ -27,10 +27,10 @@ var COLOURS = { green: '#2e7d32', amber: '#e68a00', red: '#c62828', grey: '#7575
 
 /* Firewall strategies and backends offered in the settings (values of /etc/config/mape). */
 var BACKENDS = [
-	[ 'auto', _('Automatic (nftables with fw4, iptables with fw3)') ],
+	[ 'auto', _('Automatic') ],
 	[ 'iptables', _('iptables (fw3)') ],
 	[ 'nftables', _('nftables (fw4)') ],
-	[ 'off', _('Off: mape-py installs no NAT rules') ]
+	[ 'off', _('Off') ]
 ];
 
 /* The message of a rejected call, for the user: LuCI's raise() appends the JavaScript
@@ -662,13 +662,13 @@ return view.extend({
 		var fw = m.section(form.NamedSection, 'config', 'mape', _('Firewall and NAT'));
 		fw.addremove = false;
 
-		o = fw.option(form.ListValue, 'nat_backend', _('Firewall backend'), _('How the port-set NAT rules are installed.'));
+		o = fw.option(form.ListValue, 'nat_backend', _('Firewall backend'), _('How the port-set NAT rules are installed. Automatic: nftables with fw4, iptables with fw3. Off: mape-py installs no NAT rules.'));
 		BACKENDS.forEach(function(b) { o.value(b[0], b[1]); });
 		o.default = 'auto';
 
-		o = fw.option(form.ListValue, 'nat_strategy', _('Port-set strategy'), _('How new connections are spread over the port sets.'));
-		o.value('rr', _('Round robin over the sets (spreads evenly)'));
-		o.value('hash', _('Hash of source address and port (a source keeps its set)'));
+		o = fw.option(form.ListValue, 'nat_strategy', _('Port-set strategy'), _('How new connections are spread over the port sets. Round robin spreads them evenly; hash keeps each source address and port on one set.'));
+		o.value('rr', _('Round robin'));
+		o.value('hash', _('Hash'));
 		o.default = 'rr';
 
 		o = fw.option(form.Value, 'nat_mark_mask', _('Firewall mark mask'), _('The fwmark bits reserved for mape-py, in hex. The bits 0x0000f000 belong to GL.iNet\'s VPN policy routing and are never used.'));
