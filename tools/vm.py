@@ -142,6 +142,11 @@ def run_scenarios(names, demo=False, on_line=None, timeout=1800):
     """Boot once, run the scenarios; ({name: result}, output, boot+run seconds, rc)."""
     t0 = time.time()
     rc, out = run(scenario_command(names, demo), timeout=timeout, on_line=on_line)
+    return parse_results(out), out, time.time() - t0, rc
+
+
+def parse_results(out):
+    """{name: result} of the ``MAPE-RESULT {json}`` lines in a guest's output."""
     results = {}
     for text in out.splitlines():
         idx = text.find(RESULT)
@@ -151,7 +156,7 @@ def run_scenarios(names, demo=False, on_line=None, timeout=1800):
             except ValueError:
                 continue
             results[value.get("name")] = value
-    return results, out, time.time() - t0, rc
+    return results
 
 
 def main(argv):

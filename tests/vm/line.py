@@ -13,6 +13,9 @@
      |  veth br-inet <-> inet-br
     inet (an IPv4 internet host 203.0.113.80 serving HTTP on :80 and :8080)
 
+The BR, the internet host and the LAN-side clients are provider.py's (shared with the
+OpenWrt scenarios, tests/vm/openwrt_scenarios.py).
+
 All addresses live in namespaces this harness makes inside the VM; nothing leaves it.
 """
 import json
@@ -27,20 +30,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import ngn  # noqa: E402  (radvd / dhcpd -6 configurations, shared with tests/openwrt)
+import provider  # noqa: E402  (the BR and the internet host, shared with openwrt_scenarios.py)
+from provider import (BR_ADDR, BR_INET_ADDR, INET_ADDR, NGN_BR_ADDR, TUNNEL_BR,  # noqa: E402,F401
+                      nsx, sh, wait_for)
 
 TOP = os.path.dirname(os.path.dirname(HERE))
 SRC = os.path.join(TOP, "src")
 WORK = "/tmp/mape-vm"
 
 NS = ("ngn", "rt", "lan", "br", "inet")
-BR_ADDR = "2404:9200:225:100::64"
-NGN_BR_ADDR = "2404:9200:225:100::1"
 NGN_LINK = "fd00:ffff::1/64"            # ngn's own address on the customer link (dhcpd needs one)
-INET_ADDR = "203.0.113.80"
-BR_INET_ADDR = "203.0.113.1"
 LAN_ROUTER = "192.168.1.1"
 LAN_CLIENT = "192.168.1.100"
-TUNNEL_BR = "brtun"
 WAN_DEV = "eth1"
 STATUS = "/run/mape-py/status.json"
 
@@ -53,38 +54,15 @@ def log(msg):
 T0 = time.time()
 
 
-def sh(*argv, **kw):
-    """Run a command; raise with its stderr on failure (unless check=False)."""
-    check = kw.pop("check", True)
-    inp = kw.pop("input", None)
-    timeout = kw.pop("timeout", 60)
-    p = subprocess.run(list(argv), input=inp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s -> %d: %s" % (" ".join(argv), p.returncode, (p.stderr or p.stdout).strip()[:400]))
-    return p.stdout
-
-
-def nsx(ns, *argv, **kw):
-    return sh("ip", "netns", "exec", ns, *argv, **kw)
-
-
-def wait_for(what, fn, timeout=60.0, interval=0.25):
-    """Poll fn() until it returns something truthy; returns it, or raises after timeout."""
-    end = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.time() > end:
-            raise TimeoutError("gave up waiting for %s after %.0f s" % (what, timeout))
-        time.sleep(interval)
-
 
 class Line:
     def __init__(self):
         self.procs = {}
-        self.br_expect = None
+        self.provider = provider.Provider("ngn", self.start, br="br", inet="inet")
+
+    @property
+    def br_expect(self):
+        return self.provider.expect
 
     # -- topology --------------------------------------------------------------------
     def build(self):
@@ -93,35 +71,23 @@ class Line:
         for ns in NS:
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for a, an, b, bn in (("ngn-rt", "ngn", WAN_DEV, "rt"), ("lan", "rt", "eth0", "lan"),
-                             ("ngn-br", "ngn", "br-ngn", "br"), ("br-inet", "br", "inet-br", "inet")):
+        for a, an, b, bn in (("ngn-rt", "ngn", WAN_DEV, "rt"), ("lan", "rt", "eth0", "lan")):
             sh("ip", "link", "add", a, "netns", an, "type", "veth", "peer", "name", b, "netns", bn)
-        for ns in ("ngn", "rt", "br"):
+        for ns in ("ngn", "rt"):
             nsx(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        for ns in ("rt", "br"):
-            nsx(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        nsx("rt", "sysctl", "-qw", "net.ipv4.ip_forward=1")
         nsx("rt", "sysctl", "-qw", "net.ipv6.conf.%s.accept_ra=2" % WAN_DEV)
         nsx("rt", "sysctl", "-qw", "net.ipv6.conf.%s.autoconf=1" % WAN_DEV)
         # ngn
         sh("ip", "-n", "ngn", "addr", "add", NGN_LINK, "dev", "ngn-rt")
-        sh("ip", "-n", "ngn", "addr", "add", NGN_BR_ADDR + "/64", "dev", "ngn-br", "nodad")
-        # br
-        sh("ip", "-n", "br", "addr", "add", BR_ADDR + "/64", "dev", "br-ngn", "nodad")
-        sh("ip", "-n", "br", "addr", "add", BR_INET_ADDR + "/24", "dev", "br-inet")
-        # inet
-        sh("ip", "-n", "inet", "addr", "add", INET_ADDR + "/24", "dev", "inet-br")
         # rt + lan
         sh("ip", "-n", "rt", "addr", "add", LAN_ROUTER + "/24", "dev", "lan")
         sh("ip", "-n", "lan", "addr", "add", LAN_CLIENT + "/24", "dev", "eth0")
-        for ns, dev in (("ngn", "ngn-rt"), ("ngn", "ngn-br"), ("br", "br-ngn"), ("br", "br-inet"),
-                        ("inet", "inet-br"), ("rt", "lan"), ("lan", "eth0")):
+        for ns, dev in (("ngn", "ngn-rt"), ("rt", "lan"), ("lan", "eth0")):
             sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", "br", "-6", "route", "add", "default", "via", NGN_BR_ADDR, "dev", "br-ngn")
-        sh("ip", "-n", "inet", "route", "add", "default", "via", BR_INET_ADDR)
         sh("ip", "-n", "lan", "route", "add", "default", "via", LAN_ROUTER)
-        self.start("http", "inet", [sys.executable, os.path.join(HERE, "line.py"), "serve"])
-        wait_for("the HTTP server", lambda: "LISTEN" in nsx("inet", "ss", "-Htln", "sport = :8080", check=False)
-                 or nsx("inet", "ss", "-Htln", "sport = :8080", check=False).strip())
+        # the BR and the internet host (their namespaces exist already: NS)
+        self.provider.build(make_namespaces=False)
 
     def link_up(self):
         """Bring the router's wan up last, as a real router boots with the line already there."""
@@ -222,59 +188,11 @@ class Line:
 
     # -- the BR -------------------------------------------------------------------------
     def br_configure(self, exp):
-        """Make the BR accept exactly ``exp`` (from expect.expect): one ip4ip6 tunnel to the
-        CE the provider computes, and nft rules that count and drop everything else."""
-        self.br_expect = exp
-        sh("ip", "-n", "br", "link", "del", TUNNEL_BR, check=False)
-        sh("ip", "-n", "br", "-6", "tunnel", "add", TUNNEL_BR, "mode", "ip4ip6", "local", BR_ADDR,
-           "remote", exp["ce"], "dev", "br-ngn", "encaplimit", "none")
-        sh("ip", "-n", "br", "link", "set", TUNNEL_BR, "mtu", "1460", "up")
-        sh("ip", "-n", "br", "route", "replace", exp["ipv4"] + "/32", "dev", TUNNEL_BR)
-        ports = ", ".join("%d-%d" % p for p in exp["ports"])
-        ruleset = """
-table inet brcheck
-delete table inet brcheck
-table inet brcheck {
-  counter outer_ok {}
-  counter outer_bad_src {}
-  counter outer_encaplimit {}
-  counter inner_ok {}
-  counter inner_bad_src {}
-  counter inner_bad_port {}
-  counter inner_icmp {}
-  counter down_ok {}
-  counter down_bad {}
-  set ports { type inet_service; flags interval; elements = { %(ports)s } }
-  chain pre {
-    type filter hook prerouting priority -300; policy accept;
-    meta nfproto ipv6 ip6 daddr %(br)s exthdr dst exists counter name outer_encaplimit drop
-    meta nfproto ipv6 ip6 daddr %(br)s meta l4proto 4 ip6 saddr %(ce)s counter name outer_ok accept
-    meta nfproto ipv6 ip6 daddr %(br)s meta l4proto 4 counter name outer_bad_src drop
-    iifname "%(tun)s" ip saddr != %(v4)s counter name inner_bad_src drop
-    iifname "%(tun)s" meta l4proto { tcp, udp } th sport != @ports counter name inner_bad_port drop
-    iifname "%(tun)s" meta l4proto icmp counter name inner_icmp accept
-    iifname "%(tun)s" counter name inner_ok accept
-  }
-  chain down {
-    type filter hook forward priority 0; policy accept;
-    oifname "%(tun)s" meta l4proto { tcp, udp } th dport @ports counter name down_ok accept
-    oifname "%(tun)s" meta l4proto icmp accept
-    oifname "%(tun)s" counter name down_bad drop
-  }
-}
-""" % {"ports": ports, "br": BR_ADDR, "ce": exp["ce"], "v4": exp["ipv4"], "tun": TUNNEL_BR}
-        nsx("br", "nft", "-f", "-", input=ruleset)
+        """Make the BR accept exactly ``exp`` (from expect.expect): see provider.Provider."""
+        self.provider.br_configure(exp)
 
     def br_counters(self, reset=False):
-        out = json.loads(nsx("br", "nft", "-j", "list", "counters", "table", "inet", "brcheck"))
-        counts = {}
-        for item in out.get("nftables", []):
-            c = item.get("counter")
-            if c:
-                counts[c["name"]] = c["packets"]
-        if reset:
-            nsx("br", "nft", "reset", "counters", "table", "inet", "brcheck")
-        return counts
+        return self.provider.br_counters(reset)
 
     # -- the router ----------------------------------------------------------------------
     def start_daemon(self, argv):
@@ -336,14 +254,7 @@ table inet brcheck {
     # -- the LAN client -----------------------------------------------------------------
     def fetch(self, url="http://%s/" % INET_ADDR, timeout=3):
         """One HTTP GET from the LAN client: the server's JSON (what source it saw), or None."""
-        p = subprocess.run(["ip", "netns", "exec", "lan", "curl", "-s", "-m", str(timeout), url],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
-        if p.returncode != 0:
-            return None
-        try:
-            return json.loads(p.stdout)
-        except ValueError:
-            return None
+        return provider.fetch("lan", url, timeout)
 
     def start_probe(self, ipv4, interval=0.2):
         """A prober in the LAN namespace: one HTTP try every ``interval`` s (0.5 s timeout)
@@ -351,139 +262,17 @@ table inet brcheck {
         path = os.path.join(WORK, "probe-%s.json" % ipv4)
         if os.path.exists(path):
             os.unlink(path)
-        self.start("probe", "lan", [sys.executable, os.path.join(HERE, "line.py"), "probe", ipv4, str(interval), path])
+        self.start("probe", "lan", provider.probe_argv(ipv4, interval, path))
         return path
 
     def probe_result(self, path, timeout=180):
-        def done():
-            try:
-                with open(path) as f:
-                    return json.load(f)
-            except (OSError, ValueError):
-                return None
-        result = wait_for("IPv4 from %s" % path, done, timeout=timeout, interval=0.1)
+        result = wait_for("IPv4 from %s" % path, lambda: provider.read_probe(path), timeout=timeout, interval=0.1)
         self.stop("probe")
         return result
 
     def many(self, count, port=8080, hold=4.0, timeout=60):
         """``count`` connections open at once from the LAN (the server holds each for ``hold``
         seconds); returns the list of per-connection results."""
-        out = nsx("lan", sys.executable, os.path.join(HERE, "line.py"), "many", str(count), str(port), str(hold),
-                  timeout=timeout + 30)
+        out = nsx("lan", *provider.many_argv(count, port, hold), timeout=timeout + 30)
         return json.loads(out)
 
-
-# -- small programs run inside the namespaces --------------------------------------------
-def serve():
-    """The internet host: GET /?hold=S answers {"ip", "port", "path"} after S seconds."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"
-
-        def do_GET(self):
-            hold = 0.0
-            if "hold=" in self.path:
-                try:
-                    hold = float(self.path.split("hold=")[1].split("&")[0])
-                except ValueError:
-                    pass
-            if hold:
-                time.sleep(min(hold, 30))
-            body = json.dumps({"ip": self.client_address[0], "port": self.client_address[1],
-                               "text": "hello over IPv4 through MAP-E"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    class S(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 1024
-
-    servers = [S((INET_ADDR, port), H) for port in (80, 8080, 8081)]
-    for s in servers[1:]:
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    servers[0].serve_forever()
-
-
-def http_json(s, port, path):
-    """GET ``path`` from the internet host over socket ``s``; the JSON body it answers."""
-    s.connect((INET_ADDR, port))
-    s.sendall(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path).encode())
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return json.loads(data.split(b"\r\n\r\n", 1)[1].decode())
-
-
-def many(count, port, hold):
-    """Open ``count`` connections at once, each GET /?hold=..; print the results as JSON."""
-    import socket
-    import threading
-
-    results = [None] * count
-    start = threading.Barrier(count)
-
-    def one(i):
-        try:
-            start.wait(30)
-        except threading.BrokenBarrierError:
-            pass
-        s = socket.socket()
-        s.settimeout(20 + hold)
-        try:
-            results[i] = http_json(s, port, "/?hold=%s" % hold)
-        except Exception as e:  # noqa: BLE001 - reported, not raised
-            results[i] = {"error": "%s: %s" % (type(e).__name__, e)}
-        finally:
-            s.close()
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print(json.dumps(results))
-
-
-def probe(ipv4, interval, path):
-    """Loop: GET / with a 0.5 s timeout; when the server reports ``ipv4`` write
-    {"time", "tries", "port"} to ``path`` (atomically) and exit."""
-    import socket
-
-    tries = 0
-    while True:
-        tries += 1
-        started = time.time()
-        s = socket.socket()
-        s.settimeout(0.5)
-        try:
-            seen = http_json(s, 80, "/")
-            if seen.get("ip") == ipv4:
-                with open(path + ".tmp", "w") as f:
-                    json.dump({"time": time.time(), "tries": tries, "port": seen["port"], "ip": seen["ip"]}, f)
-                os.rename(path + ".tmp", path)
-                return
-        except (OSError, ValueError, IndexError):
-            pass
-        finally:
-            s.close()
-        time.sleep(max(0.0, interval - (time.time() - started)))
-
-
-if __name__ == "__main__":
-    if sys.argv[1] == "probe":
-        probe(sys.argv[2], float(sys.argv[3]), sys.argv[4])
-    elif sys.argv[1] == "serve":
-        serve()
-    elif sys.argv[1] == "many":
-        many(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
