@@ -29,7 +29,7 @@ def show(title, sample=None, text=None):
     p = r.start()
     try:
         r.wait_for(lambda: (r.status() or {}).get("state") in ("ok", "unsupported-prefix"), what="settled")
-        env = dict(os.environ, MAPE_PY_RUN_DIR=r.path("var/run/mape-py"))
+        env = dict(r.env(), MAPE_PY_RUN_DIR=r.path("var/run/mape-py"))
         out = subprocess.run(["sh", os.path.join(TOP, "files/usr/libexec/rpcd/mape"), "call", "status"],
                              env=env, stdout=subprocess.PIPE, universal_newlines=True).stdout
     finally:
