@@ -185,7 +185,7 @@ class Daemon:
             self._set_state("applying", "%s -> %s: %d change(s)" % (obs.prefix, mapping.ipv4_text, len(pending)))
             self.write_status()
             self.log.info("applying (%s): %s", reason, "; ".join(pending[:12]))
-            outcome = transaction.change(self.platform, target, settings, self.log)
+            outcome = transaction.change(self.platform, target, settings, self.log, self._ipv4_in_use())
             if not outcome.applied:
                 self.failed_key = target.key()
                 self._error(outcome.error)
@@ -217,6 +217,17 @@ class Daemon:
         d = mapping.as_dict()
         self._set_state("ok", "MAP-E %s: %s, %d ports" % ("applied" if applied else "up to date",
                                                            mapping.ipv4_text, d["port_count"]))
+
+    def _ipv4_in_use(self):
+        """The IPv4 the tunnel had, or the last one applied (the tunnel is often already
+        down when the new prefix arrives); None when unknown."""
+        up = (self.health.get("tunnel") or {}).get("ipv4")
+        if up:
+            return up
+        for h in reversed(self.history):
+            if h.get("event") == "applied":
+                return h.get("ipv4")
+        return None
 
     def _apply_nat(self, target, settings):
         error = transaction.install_nat(self.platform, target, settings, self.log)

@@ -1,9 +1,11 @@
 """One change of the router to a new mapping, all or nothing: apply (the platform's
-journaled write), install the port-set NAT, verify that netifd brought the tunnel up with
+journaled write), install the port-set NAT, activate (reload the services), delete the
+connections of the replaced IPv4, verify that netifd brought the tunnel up with
 the mapping's IPv4, and put everything back when it did not. The daemon decides when to
 run it and records what happened; crash recovery of a half-done change is the platform's
 recover(), run once at start."""
 from mape.core.errors import MapeError
+from mape.shell import conntrack_flush
 
 
 class Outcome:
@@ -31,14 +33,36 @@ def install_nat(platform, target, settings, log):
     return None
 
 
-def change(platform, target, settings, log):
+def flush_replaced(replaced_ipv4, target, log):
+    """Delete the connections NATed to the IPv4 this change replaced (their packets would
+    leave through the new tunnel with the old source, which the BR drops)."""
+    if not replaced_ipv4 or replaced_ipv4 == target.mapping.ipv4_text:
+        return
+    deleted, problem = conntrack_flush.flush(replaced_ipv4)
+    if problem:
+        log.warning("connections of the old address %s: %s", replaced_ipv4, problem)
+    elif deleted:
+        log.info("deleted %d connection(s) NATed to the old address %s", deleted, replaced_ipv4)
+
+
+def change(platform, target, settings, log, replaced_ipv4=None):
     """Apply ``target``; verify within settings.verify_timeout; on failure roll back when
-    settings.rollback. Never raises MapeError."""
+    settings.rollback. ``replaced_ipv4``: the address in use before, whose connections go
+    once the new NAT is in. Never raises MapeError.
+
+    The NAT for the new mapping goes in between the commit and the services' reload, so
+    that the firewall reload which wan's ifup triggers re-applies the new rules, not the
+    old ones, and the first packet through the new tunnel already has an allowed port."""
     try:
         platform.apply(target, settings)
     except MapeError as e:
         return Outcome(False, "apply failed: %s" % e)
     nat_error = install_nat(platform, target, settings, log)
+    try:
+        platform.activate(settings)
+    except MapeError as e:
+        return Outcome(False, "reload failed: %s" % e)
+    flush_replaced(replaced_ipv4, target, log)
     if settings.verify_timeout and not platform.verify(target, settings, settings.verify_timeout):
         message = "%s did not come up with %s within %ds" % (settings.wan_iface, target.mapping.ipv4_text,
                                                                settings.verify_timeout)
@@ -50,4 +74,5 @@ def change(platform, target, settings, log):
         except MapeError as e:
             return Outcome(False, message + "; rollback failed: %s" % e, rolled_back=True)
         return Outcome(False, message + "; previous configuration restored", rolled_back=True)
+    flush_replaced(replaced_ipv4, target, log)   # what slipped through while wan came up
     return Outcome(True, nat_error)

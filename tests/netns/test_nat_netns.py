@@ -307,3 +307,25 @@ def test_iptables_guard_sits_after_fw3_established_accept(fresh):
         for chain in ("FORWARD", "OUTPUT"):
             fresh.ex("rtr", [ipt, "-F", chain])
         fresh.ex("rtr", [ipt, "-X", "forwarding_rule"])
+
+
+def test_connections_of_a_replaced_address_are_deleted(fresh):
+    """After a prefix change the flows NATed to the old IPv4 must go (issue 11 #12): the
+    daemon's conntrack_flush deletes them over ctnetlink (no `conntrack` package on the
+    router) and leaves every other connection alone."""
+    apply(fresh, "nftables")
+    got = fresh.traffic("udp-burst", "--dst", DST, "-n", 20)
+    assert got["ok"] == 20
+    fresh.ex("lan", ["ping", "-c", "1", "-W", "2", "10.77.0.1"])   # to the router: not NATed
+
+    def entries():
+        return fresh.ex("rtr", ["conntrack", "-L"], check=False).stdout.splitlines()
+
+    natted = [e for e in entries() if "dst=%s" % SHARED in e]
+    others = [e for e in entries() if "dst=%s" % SHARED not in e]
+    assert len(natted) >= 20 and any("10.77.0.1" in e for e in others)
+    code = "from mape.shell.conntrack_flush import flush; print(flush(%r))" % SHARED
+    out = fresh.ex("rtr", [sys.executable, "-c", code], env={"PYTHONPATH": os.path.join(TOP, "src")}).stdout
+    assert out.strip() == "(%d, None)" % len(natted)
+    assert [e for e in entries() if "dst=%s" % SHARED in e] == []
+    assert any("10.77.0.1" in e for e in entries())

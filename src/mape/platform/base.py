@@ -52,6 +52,10 @@ class Platform:
         made. Raises MapeError (system left as before)."""
         raise NotImplementedError
 
+    def activate(self, settings):
+        """Make the services pick up what apply() committed (OpenWrt: reload network and,
+        when it changed, the firewall). Raises MapeError."""
+
     def verify(self, target, settings, timeout):
         """True when the tunnel is up with the expected IPv4 within ``timeout`` seconds."""
         return True

@@ -65,7 +65,6 @@ class Linux(Platform):
         self.last_state = None
         self.settings = None
         self.last_sig = None
-        self.flush_ipv4 = []   # replaced IPv4 addresses whose conntrack entries must go
 
     # -- helpers -------------------------------------------------------------------------
     def ip(self, *args, **kw):
@@ -348,21 +347,7 @@ class Linux(Platform):
         state["applied"] = summary
         self.write_state(state)
         self.last_state = summary
-        if previous and previous.get("ipv4") and previous.get("ipv4") != summary["ipv4"]:
-            self.flush_ipv4.append(previous["ipv4"])
-        self._flush_conntrack()
         return changes
-
-    def _flush_conntrack(self):
-        """Drop the connections NATed to a replaced IPv4: their packets would now leave
-        through the new tunnel with the old source, which the BR drops. Done once the new
-        NAT rules are in, so that no packet re-creates an entry through the old ones."""
-        while self.flush_ipv4:
-            old = self.flush_ipv4.pop(0)
-            try:
-                self.system.run(["conntrack", "-D", "--reply-dst", old], check=False, timeout=20)
-            except CommandError:
-                pass   # no conntrack tool: the entries time out by themselves
 
     def _teardown(self, settings, state):
         name = self.tunnel_name(settings)
@@ -393,7 +378,6 @@ class Linux(Platform):
 
     def verify(self, target, settings, timeout):
         summary = target.summary()
-        self._flush_conntrack()
 
         def ok():
             view = self.look(settings)
@@ -435,7 +419,6 @@ class Linux(Platform):
     def health(self, target, settings):
         name = self.tunnel_name(settings)
         out = {}
-        self._flush_conntrack()
         try:
             tun = self.look(settings)["tunnel"]
         except (CommandError, ApplyError):

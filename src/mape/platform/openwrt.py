@@ -5,7 +5,9 @@ Transaction (apply): stale CLI deltas of network/firewall are reverted; the conf
 change are copied to /etc/mape-py/backup/ (and once, before the very first change, to
 /etc/mape-py/original/, never overwritten); a journal /etc/mape-py/journal records the
 phase; `uci batch` (stdin), `uci commit network`, `uci commit firewall`; journal ->
-committed; reload network and firewall; journal removed. A daemon killed at any instant
+committed. activate() then reloads what changed and removes the journal; the transaction
+installs the new NAT between the two, so the firewall reload that wan's ifup triggers
+already finds the new rules. A daemon killed at any instant
 is repaired at the next start by recover(): journal "prepared"/"rolling-back" -> the
 backups are put back (old configuration), "committed" -> the new configuration stays and
 the services are reloaded. Only the files in the plan are ever written.
@@ -43,6 +45,7 @@ class OpenWrt(Platform):
         self.interfaces = ()
         self.restart_at = None
         self.last_packages = []
+        self.unreloaded = []     # committed by apply(), reloaded by activate()
         self.payload = None      # last interface.update payload for wan6 (full status)
         self._exports = None     # what current() read, reused by the apply() right after
 
@@ -177,10 +180,13 @@ class OpenWrt(Platform):
             self.uci.revert(pkg)
 
     def _reload(self, packages):
+        # A network-only change needs no firewall reload of ours: wan's ifup runs the
+        # firewall's hotplug script (fw3 and fw4: /etc/hotplug.d/iface/20-firewall), which
+        # reloads it, and its include re-applies the NAT saved before this reload.
         calls = []
         if "network" in packages:
             calls.append(["/etc/init.d/network", "reload"])
-        if "firewall" in packages or "network" in packages:
+        if "firewall" in packages:
             calls.append(["/etc/init.d/firewall", "reload"])
         for argv in calls:
             argv = [self.system.path(argv[0])] + argv[1:]
@@ -255,6 +261,13 @@ class OpenWrt(Platform):
             raise ApplyError("%s; configuration left as it was" % e)
         self._write_journal("committed", packages)
         self.last_packages = packages
+        self.unreloaded = packages
+
+    def activate(self, settings):
+        """Reload what the last commit changed (recover() reloads it if we die first)."""
+        packages, self.unreloaded = self.unreloaded, []
+        if not packages:
+            return
         try:
             self._reload(packages)
         finally:
@@ -298,6 +311,7 @@ class OpenWrt(Platform):
                 self._transaction(plan)
                 changed = list(plan.packages)
         self.nat.remove()
+        self.activate(settings)
         return changed
 
     # -- report ----------------------------------------------------------------------
