@@ -16,7 +16,7 @@ from mape.core import observe as observe_mod
 from mape.core.errors import MapeError, UnsupportedPrefix
 from mape.core.health import problems as health_problems
 from mape.core.plan import Target
-from mape import transaction
+from mape import status_document, transaction
 from mape.shell import statusfile
 from mape.shell.system import CommandError
 
@@ -50,7 +50,7 @@ class Daemon:
         self.sys_warnings = []
         self.ports = None
         self.input_problems = []
-        self.last_written = None
+        self.status_writer = status_document.Writer(system, status_path, log)
         self.signals = []
         self.wakeups = 0
         self.cycles = 0
@@ -265,63 +265,10 @@ class Daemon:
 
     # -- status ----------------------------------------------------------------------
     def document(self, running=True):
-        s = self.settings
-        doc = {"version": 1, "running": running, "pid": os.getpid(), "state": self.state,
-               "state_reason": self.state_reason, "updated": int(self.clock())}
-        if getattr(self, "once", False):
-            doc["running"] = False
-            doc.pop("pid")
-        elif not running:
-            doc["state"] = "stopped"
-            doc["state_reason"] = "mape-py daemon stopped"
-        if self.observation is not None:
-            doc["wan6"] = self.observation.as_dict()
-        if self.target is not None:
-            doc["mapping"] = self.target.mapping.as_dict()
-            doc["uci"] = self.target.uci.as_status()
-        elif self.mapping_error:
-            doc["mapping_error"] = self.mapping_error
-        if self.health.get("firewall") and self.target is not None:
-            doc["firewall"] = self.health["firewall"]
-        if self.health.get("tunnel") and self.target is not None:
-            doc["tunnel"] = self.health["tunnel"]
-        warnings = []
-        if self.target is not None:
-            warnings.extend(self.target.mapping.as_dict()["warnings"])
-            if s.mtu > 1460:
-                warnings.append({"code": "mtu-high", "message": "tunnel MTU %d is above 1460: JP MAP-E lines "
-                                                              "carry 1460 (1500 - 40 bytes IPv6)" % s.mtu})
-        warnings.extend(self.sys_warnings)
-        if self.settings_problem:
-            warnings.append({"code": "config-invalid", "message": "%s (the last good settings stay in use)"
-                             % self.settings_problem})
-        for p in self.input_problems:
-            warnings.append({"code": "input-malformed", "message": p})
-        if warnings:
-            doc["warnings"] = warnings
-        k = s.history if s else 10
-        if self.history:
-            doc["history"] = self.history[-k:]
-        if self.last_error:
-            doc["last_error"] = self.last_error
-        if self.ports is not None and self.target is not None:
-            doc["ports"] = self.ports
-        doc["settings"] = s.as_dict() if s else {}
-        doc["backend"] = {"platform": self.platform.name,
-                          "ubus": getattr(getattr(self.platform, "ubus", None), "backend", None)}
-        return doc
+        return status_document.document(self, running)
 
     def write_status(self, running=True):
-        doc = self.document(running)
-        compare = dict(doc)
-        compare.pop("updated", None)
-        if compare == self.last_written:
-            return
-        try:
-            statusfile.write(self.system, doc, self.status_path)
-            self.last_written = compare
-        except OSError as e:
-            self.log.error("cannot write %s: %s", self.status_path, e)
+        self.status_writer.write(self.document(running))
 
     # -- the loop ----------------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -337,7 +284,7 @@ class Daemon:
             self.log.warning("%s", line)
         if once:
             self.cycle("once", force=True)
-            self.last_written = None
+            self.status_writer.forget()
             self.once = True
             self.write_status()
             return self.state

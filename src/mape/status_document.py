@@ -1,0 +1,81 @@
+"""The status document (docs/status.md): what the daemon knows, as the JSON that
+/var/run/mape-py/status.json, `ubus call mape status`, LuCI and `mape-py status` read.
+document() builds it from the daemon's state; Writer writes it only when something other
+than the time changed."""
+import os
+
+from mape.shell import statusfile
+
+
+def document(daemon, running=True):
+    d = daemon
+    s = d.settings
+    doc = {"version": 1, "running": running, "pid": os.getpid(), "state": d.state,
+           "state_reason": d.state_reason, "updated": int(d.clock())}
+    if getattr(d, "once", False):
+        doc["running"] = False
+        doc.pop("pid")
+    elif not running:
+        doc["state"] = "stopped"
+        doc["state_reason"] = "mape-py daemon stopped"
+    if d.observation is not None:
+        doc["wan6"] = d.observation.as_dict()
+    if d.target is not None:
+        doc["mapping"] = d.target.mapping.as_dict()
+        doc["uci"] = d.target.uci.as_status()
+    elif d.mapping_error:
+        doc["mapping_error"] = d.mapping_error
+    if d.health.get("firewall") and d.target is not None:
+        doc["firewall"] = d.health["firewall"]
+    if d.health.get("tunnel") and d.target is not None:
+        doc["tunnel"] = d.health["tunnel"]
+    warnings = []
+    if d.target is not None:
+        warnings.extend(d.target.mapping.as_dict()["warnings"])
+        if s.mtu > 1460:
+            warnings.append({"code": "mtu-high", "message": "tunnel MTU %d is above 1460: JP MAP-E lines "
+                                                          "carry 1460 (1500 - 40 bytes IPv6)" % s.mtu})
+    warnings.extend(d.sys_warnings)
+    if d.settings_problem:
+        warnings.append({"code": "config-invalid", "message": "%s (the last good settings stay in use)"
+                         % d.settings_problem})
+    for p in d.input_problems:
+        warnings.append({"code": "input-malformed", "message": p})
+    if warnings:
+        doc["warnings"] = warnings
+    k = s.history if s else 10
+    if d.history:
+        doc["history"] = d.history[-k:]
+    if d.last_error:
+        doc["last_error"] = d.last_error
+    if d.ports is not None and d.target is not None:
+        doc["ports"] = d.ports
+    doc["settings"] = s.as_dict() if s else {}
+    doc["backend"] = {"platform": d.platform.name,
+                      "ubus": getattr(getattr(d.platform, "ubus", None), "backend", None)}
+    return doc
+
+
+class Writer:
+    """Writes the document atomically, skipping a write when only `updated` changed."""
+
+    def __init__(self, system, path, log):
+        self.system = system
+        self.path = path
+        self.log = log
+        self.last_written = None
+
+    def forget(self):
+        """The next write() happens even when nothing changed."""
+        self.last_written = None
+
+    def write(self, doc):
+        compare = dict(doc)
+        compare.pop("updated", None)
+        if compare == self.last_written:
+            return
+        try:
+            statusfile.write(self.system, doc, self.path)
+            self.last_written = compare
+        except OSError as e:
+            self.log.error("cannot write %s: %s", self.path, e)
