@@ -18,7 +18,10 @@ from mape.core.health import problems as health_problems
 from mape.core.plan import Target
 from mape import status_document, transaction
 from mape.shell import statusfile
-from mape.shell.system import CommandError
+from mape.shell import system as system_mod
+
+RETRY_FIRST = 30      # seconds before the first retry of a failed change / reload
+RETRY_CAP = 600       # back-off doubles up to this (or the re-check period when shorter)
 
 CONFIG_PATH = "/etc/config/mape"
 RUN_DIR = "/var/run/mape-py"
@@ -42,7 +45,7 @@ class Daemon:
         self.observation = None
         self.target = None
         self.mapping_error = None
-        self.failed_key = None
+        self.retry = None   # {"key", "what": change|activation, "attempts", "at": monotonic, "next_retry": epoch}
         self.history = []
         self.last_error = None
         self.last_prefix = None
@@ -119,14 +122,46 @@ class Daemon:
         self._set_state("error", message)
 
     def cycle(self, reason, force=False):
-        """Observe, compute, apply when needed, report. Never raises MapeError/OSError."""
+        """Observe, compute, apply when needed, report. Never raises: one bad input or a
+        bug must cost one cycle (an error state and a log line), never the daemon."""
         self.cycles += 1
         try:
             self._cycle(reason, force)
-        except (MapeError, CommandError, OSError) as e:
+        except system_mod.Interrupted as e:
+            self.log.info("%s; the next start finishes or undoes the change", e)
+        except (MapeError, OSError) as e:
             self.log.error("%s", e)
             self._error(str(e))
+        except Exception as e:   # RecursionError, TypeError, ...: a bug or input nobody foresaw
+            self.log.error("cycle failed: %s: %s", e.__class__.__name__, _one_line(e))
+            self._error("internal error (%s): %s" % (e.__class__.__name__, _one_line(e)))
+        if self.retry_in() == 0:
+            self.retry = None   # due and not acted on (wan6 went away, settings changed): moot
         self.write_status()
+
+    # -- retry with back-off ---------------------------------------------------------
+    def _retry_delay(self, attempts):
+        cap = min(RETRY_CAP, self.settings.recheck)
+        return min(cap, RETRY_FIRST * 2 ** max(0, min(attempts - 1, 10)))
+
+    def _schedule_retry(self, key, what, attempts):
+        delay = self._retry_delay(max(1, attempts))
+        self.retry = {"key": key, "what": what, "attempts": attempts, "at": time.monotonic() + delay,
+                      "next_retry": int(self.clock() + delay)}
+
+    def retry_in(self):
+        """Seconds until a retry is due (None: nothing to retry)."""
+        if self.retry is None:
+            return None
+        return max(0.0, self.retry["at"] - time.monotonic())
+
+    def _retry_due(self, force):
+        return force or self.retry is None or time.monotonic() >= self.retry["at"]
+
+    def _retry_note(self):
+        r = self.retry
+        return "retrying at %s (attempt %d)" % (time.strftime("%H:%M:%S", time.localtime(r["next_retry"])),
+                                                r["attempts"] + 1)
 
     def _cycle(self, reason, force):
         from mape.core.mapping import calc
@@ -175,20 +210,24 @@ class Daemon:
         self._note_prefix(obs, mapping)
         target = Target(mapping, obs, settings)
         self.target = target
+        key = target.key()
+        if self.retry is not None and self.retry["key"] != key:
+            self.retry = None   # a new prefix / mapping: a fresh start, no back-off
         pending = self.platform.pending(target, settings)
         applied = False
         if pending:
-            if target.key() == self.failed_key and not force:
-                self._set_state("error", "not retrying the change that failed for %s (SIGHUP or the "
-                                         "re-check retries)" % obs.prefix)
+            if not self._retry_due(force):
+                self._set_state("error", "the change for %s failed: %s; %s" % (
+                    obs.prefix, (self.last_error or {}).get("message", "?"), self._retry_note()))
                 return
             self._set_state("applying", "%s -> %s: %d change(s)" % (obs.prefix, mapping.ipv4_text, len(pending)))
             self.write_status()
             self.log.info("applying (%s): %s", reason, "; ".join(pending[:12]))
             outcome = transaction.change(self.platform, target, settings, self.log, self._ipv4_in_use())
             if not outcome.applied:
-                self.failed_key = target.key()
+                self._schedule_retry(key, "change", (self.retry or {}).get("attempts", 0) + 1)
                 self._error(outcome.error)
+                self._set_state("error", "%s; %s" % (outcome.error, self._retry_note()))
                 if outcome.rolled_back:
                     self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
                                          "ipv4": mapping.ipv4_text})
@@ -197,10 +236,31 @@ class Daemon:
             if outcome.error:
                 self.last_error = {"time": int(self.clock()), "message": outcome.error}
             applied = True
-            self.failed_key = None
+            self.retry = None
             self.history.append({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
                                  "ipv4": mapping.ipv4_text})
         self.health = self.platform.health(target, settings)
+        if not applied and not self._tunnel_runs(mapping):
+            # UCI has the mapping but netifd does not run it (a reload failed, timed out or
+            # never ran): activation is pending, retried with the same back-off
+            if self.retry is None:
+                self._schedule_retry(key, "activation", 0)
+            elif self._retry_due(force):
+                attempts = self.retry["attempts"] + 1
+                self.log.info("%s is configured but not up with %s: reloading (attempt %d)",
+                              settings.wan_iface, mapping.ipv4_text, attempts)
+                self._set_state("applying", "%s -> %s: reloading (attempt %d)" % (obs.prefix, mapping.ipv4_text,
+                                                                                   attempts))
+                self.write_status()
+                error = transaction.reactivate(self.platform, target, settings, self.log)
+                if error:
+                    self.last_error = {"time": int(self.clock()), "message": error}
+                    self._schedule_retry(key, "activation", attempts)
+                else:
+                    self.retry = None
+                self.health = self.platform.health(target, settings)
+        elif not applied:
+            self.retry = None   # it runs (came up late, or someone else fixed it)
         fw = self.health.get("firewall") or {}
         if not applied and fw.get("health") in ("missing", "duplicated", "stale") and fw.get("backend") != "off":
             self.log.warning("firewall rules %s: installing them again", fw.get("health"))
@@ -211,12 +271,19 @@ class Daemon:
         nat_wanted = self.platform.nat.available and getattr(settings, "manage_firewall", True)
         wrong = health_problems(self.health, mapping.ipv4_text, nat_wanted)
         if wrong:
-            self._set_state("error", "MAP-E configured for %s but not working: %s" % (mapping.ipv4_text,
-                                                                                    "; ".join(wrong)))
+            retry = "; reload pending: %s" % self._retry_note() if self.retry is not None else ""
+            self._set_state("error", "MAP-E configured for %s but not working: %s%s" % (
+                mapping.ipv4_text, "; ".join(wrong), retry))
             return
         d = mapping.as_dict()
         self._set_state("ok", "MAP-E %s: %s, %d ports" % ("applied" if applied else "up to date",
                                                            mapping.ipv4_text, d["port_count"]))
+
+    def _tunnel_runs(self, mapping):
+        tunnel = self.health.get("tunnel") if isinstance(self.health, dict) else None
+        if not isinstance(tunnel, dict) or not tunnel:
+            return True   # the platform does not report it (nothing to re-activate)
+        return tunnel.get("up") is True and tunnel.get("ipv4") == mapping.ipv4_text
 
     def _ipv4_in_use(self):
         """The IPv4 the tunnel had, or the last one applied (the tunnel is often already
@@ -274,12 +341,21 @@ class Daemon:
     def _on_signal(self, signum, frame):
         self.signals.append(signum)
 
+    def _stopping(self):
+        return signal.SIGTERM in self.signals or signal.SIGINT in self.signals
+
     def run(self, once=False):
         if not once:
             # before anything slow: a HUP/TERM during start-up must not kill us by default action
             for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(signum, self._on_signal)
+        # every child holds the children lock and dies (or is waited for) before a recovery;
+        # a SIGTERM interrupts any wait for a child within system.STEP seconds
+        lock = self.system.path(RUN_DIR + "/children.lock")
+        system_mod.configure_children(interrupted=None if once else self._stopping, lock_path=lock)
         self.load_settings()
+        for line in system_mod.wait_for_orphans(lock):
+            self.log.warning("%s", line)
         for line in self.platform.recover(self.settings):
             self.log.warning("%s", line)
         if once:
@@ -339,6 +415,9 @@ class Daemon:
                 restart = self.platform.events_need_restart()
                 if restart is not None:
                     deadlines.append(now + restart)
+                retry = self.retry_in()
+                if retry is not None:
+                    deadlines.append(now + retry)
                 timeout = max(0.0, min(deadlines) - now)
                 if self.signals:  # arrived before the wake-up fd existed, or during a cycle
                     timeout = 0
@@ -356,7 +435,11 @@ class Daemon:
                             if e.errno != errno.EAGAIN:
                                 raise
                     else:
-                        reasons = self.platform.drain_events(key.fd)
+                        try:
+                            reasons = self.platform.drain_events(key.fd)
+                        except Exception as e:   # one bad event must not stop the daemon
+                            self.log.error("reading events failed: %s: %s", e.__class__.__name__, _one_line(e))
+                            reasons = ["unreadable event"]
                         if reasons:
                             pending_reasons.extend(reasons)
                             now = time.monotonic()
@@ -408,8 +491,18 @@ class Daemon:
                 elif now >= next_recheck:
                     self.cycle("re-check")
                     next_recheck = time.monotonic() + self.settings.recheck
+                elif self.retry_in() == 0:
+                    self.cycle("retry (attempt %d)" % (self.retry["attempts"] + 1))
         finally:
             signal.set_wakeup_fd(old_wakeup)
             sel.close()
             os.close(rfd)
             os.close(wfd)
+
+
+def _one_line(e):
+    try:
+        text = str(e)
+    except Exception:
+        text = ""
+    return " ".join(text.split())[:200] or "-"

@@ -48,6 +48,8 @@ def document(daemon, running=True):
         doc["history"] = d.history[-k:]
     if d.last_error:
         doc["last_error"] = d.last_error
+    if d.retry is not None and not getattr(d, "once", False):
+        doc["retry"] = {k: d.retry[k] for k in ("what", "attempts", "next_retry")}
     if d.ports is not None and d.target is not None:
         doc["ports"] = d.ports
     doc["settings"] = s.as_dict() if s else {}
@@ -77,5 +79,5 @@ class Writer:
         try:
             statusfile.write(self.system, doc, self.path)
             self.last_written = compare
-        except OSError as e:
+        except (OSError, ValueError) as e:   # ValueError: text JSON cannot carry
             self.log.error("cannot write %s: %s", self.path, e)

@@ -6,6 +6,7 @@ run it and records what happened; crash recovery of a half-done change is the pl
 recover(), run once at start."""
 from mape.core.errors import MapeError
 from mape.shell import conntrack_flush
+from mape.shell.system import Interrupted
 
 
 class Outcome:
@@ -27,6 +28,8 @@ def install_nat(platform, target, settings, log):
         return None
     try:
         nat.apply(nat.spec(target, settings, "map-%s" % settings.wan_iface))
+    except Interrupted:
+        raise
     except Exception as e:  # the NAT engine's errors must not kill the daemon
         log.error("firewall rules not installed: %s", e)
         return "firewall: %s" % e
@@ -53,13 +56,18 @@ def change(platform, target, settings, log, replaced_ipv4=None):
     The NAT for the new mapping goes in between the commit and the services' reload, so
     that the firewall reload which wan's ifup triggers re-applies the new rules, not the
     old ones, and the first packet through the new tunnel already has an allowed port."""
+    # Interrupted (SIGTERM) is no failure: it goes up, the journal tells the next start
     try:
         platform.apply(target, settings)
+    except Interrupted:
+        raise
     except MapeError as e:
         return Outcome(False, "apply failed: %s" % e)
     nat_error = install_nat(platform, target, settings, log)
     try:
         platform.activate(settings)
+    except Interrupted:
+        raise
     except MapeError as e:
         return Outcome(False, "reload failed: %s" % e)
     flush_replaced(replaced_ipv4, target, log)
@@ -71,8 +79,28 @@ def change(platform, target, settings, log, replaced_ipv4=None):
         log.error("%s: restoring the previous configuration", message)
         try:
             platform.rollback(settings)
+        except Interrupted:
+            raise
         except MapeError as e:
             return Outcome(False, message + "; rollback failed: %s" % e, rolled_back=True)
         return Outcome(False, message + "; previous configuration restored", rolled_back=True)
     flush_replaced(replaced_ipv4, target, log)   # what slipped through while wan came up
     return Outcome(True, nat_error)
+
+
+def reactivate(platform, target, settings, log):
+    """The configuration is committed but not running (a reload that failed, timed out or
+    never ran): reload again and verify. Returns an error line or None. Never raises
+    MapeError; no rollback (the configuration is the right one)."""
+    try:
+        platform.reactivate(settings)
+    except Interrupted:
+        raise
+    except MapeError as e:
+        return "reload failed: %s" % e
+    if settings.verify_timeout and not platform.verify(target, settings, settings.verify_timeout):
+        message = "%s did not come up with %s within %ds after a reload" % (
+            settings.wan_iface, target.mapping.ipv4_text, settings.verify_timeout)
+        log.error("%s", message)
+        return message
+    return None

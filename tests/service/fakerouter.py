@@ -149,3 +149,11 @@ class Router:
                 except (ValueError, OSError):
                     pass
 
+
+def alive(pid):
+    """The process runs (a zombie does not: its parent died and nobody reaped it yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

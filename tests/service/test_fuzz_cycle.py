@@ -4,13 +4,17 @@ unusable input, always leaves a status document with a known state, and when it 
 apply, the mapping is the one of the prefix the document carries."""
 import io
 import json
+import os
 
 from hypothesis import given, settings, strategies as st
+
+from fakerouter import DATA
 
 from mape.core.mapping import calc
 from mape.core.observe import observe, parse_json_status
 from mape.daemon import Daemon
 from mape.platform.base import Platform
+from mape.platform.openwrt import OpenWrt
 from mape.settings import Settings
 from mape.shell import log as logmod
 from mape.shell.system import System
@@ -47,9 +51,9 @@ class StubPlatform(Platform):
         return ""
 
 
-def make(tmp_path):
+def make(tmp_path, platform_class=StubPlatform):
     system = System(str(tmp_path))
-    platform = StubPlatform(system)
+    platform = platform_class(system)
     d = Daemon(platform, system, logmod.Log(use_syslog=False, stream=io.StringIO()),
                config_path="/etc/config/mape", status_path="/status.json", pid_path="/pid")
     d.load_settings()
@@ -103,3 +107,104 @@ def test_cycle_survives_any_ubus_text(tmp_path_factory, text):
         assert platform.problem in st_["state_reason"]
     elif platform.status is None:
         assert st_["state"] == "waiting-for-wan6" and not platform.applied
+
+
+# -- structure, not text: values of every JSON type (floats, surrogates), nested deep,
+# in every field of netifd's status, for wan6 (observe) and wan (health), and as events --
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=()), max_size=12)   # lone surrogates too
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT
+anything = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                        | st.dictionaries(ANY_TEXT, inner, max_size=3), max_leaves=20)
+ipv4_entry = st.fixed_dictionaries({}, optional={"address": st.one_of(st.just("106.73.34.51"), anything),
+                                                 "mask": st.one_of(st.just(32), anything)})
+NETIFD_FIELDS = {
+    "up": st.one_of(st.just(True), anything), "pending": anything, "available": anything,
+    "proto": st.one_of(st.just("map"), anything), "device": anything, "l3_device": anything,
+    "ipv4-address": st.one_of(st.lists(ipv4_entry, max_size=2), anything),
+    "ipv6-address": st.one_of(st.lists(prefix_entry, max_size=2), anything),
+    "ipv6-prefix": st.one_of(st.lists(prefix_entry, max_size=2), anything),
+    "ipv6-prefix-assignment": anything, "route": anything, "dns-server": anything,
+    "errors": st.one_of(st.lists(st.fixed_dictionaries({"code": anything}), max_size=2), anything),
+    "data": anything, "interface": anything, "updated": anything,
+}
+netifd_status = st.fixed_dictionaries({}, optional=NETIFD_FIELDS)
+PD56_STATUS = json.load(open(os.path.join(DATA, "wan6_status_dhcpv6_pd56.json")))
+
+
+class FuzzOpenWrt(OpenWrt):
+    """The real OpenWrt platform's status handling (observe payload, health, events) with
+    the commands stubbed: wan6 and wan say what hypothesis says."""
+
+    def __init__(self, system):
+        super().__init__(system)
+        self.nat.core = None   # no NAT engine: firewall health "unknown"
+        self.wan6 = self.wan = None
+        self.reloads = 0
+
+    def observe(self, settings):
+        return self.wan6, None
+
+    def wan_status(self, settings):
+        return self.wan
+
+    def pending(self, target, settings):
+        return []
+
+    def reactivate(self, settings):
+        self.reloads += 1
+
+    def warnings(self, target, settings):
+        return []
+
+    def conntrack_text(self):
+        return ""
+
+
+def make_openwrt(tmp_path):
+    return make(tmp_path, FuzzOpenWrt)
+
+
+def strict_status(d):
+    """The status file as LuCI / jsonfilter read it: UTF-8, plain JSON (no NaN)."""
+    with open(d.system.path("/status.json"), encoding="utf-8", errors="strict") as f:
+        text = f.read()
+
+    def no_constant(name):
+        raise AssertionError("status carries %s" % name)
+    return json.loads(text, parse_constant=no_constant)
+
+
+@settings(max_examples=300, deadline=None)
+@given(netifd_status, netifd_status)
+def test_cycle_survives_netifd_status_with_wrong_types(tmp_path_factory, wan6, wan):
+    d, platform = make_openwrt(tmp_path_factory.mktemp("n"))
+    for platform.wan6 in (wan6, PD56_STATUS):
+        platform.wan = wan
+        d.cycle("fuzz")
+        doc = strict_status(d)
+        assert doc["state"] in STATES
+        assert not doc["state_reason"].startswith("internal error"), doc["state_reason"]
+
+
+def test_deeply_nested_input_is_garbage_not_a_crash(tmp_path):
+    from mape.shell.ubus import decode_stream
+
+    deep = '{"interface.update":' * 100000 + "1" + "}" * 100000
+    values, rest, garbage = decode_stream(deep + '\n{"interface.update": {"interface": "wan6"}}\n')
+    assert values == [{"interface.update": {"interface": "wan6"}}] and garbage == 1
+    status, problem = parse_json_status("[" * 100000 + "]" * 100000)
+    assert status is None and "nested too deeply" in problem
+    d, platform = make(tmp_path)
+    platform.status, platform.problem = status, problem
+    d.cycle("deep")
+    assert strict_status(d)["state"] == "error"
+
+
+def test_lone_surrogate_reaches_the_status_file(tmp_path):
+    d, platform = make(tmp_path)
+    status = json.loads(json.dumps(PD56_STATUS))
+    status["device"] = "eth\ud800"          # ubus JSON may say "eth\ud800"
+    platform.status = status
+    d.cycle("surrogate")
+    doc = strict_status(d)
+    assert doc["state"] == "ok" and doc["wan6"]["device"] == "eth\ud800"

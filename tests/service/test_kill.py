@@ -2,10 +2,11 @@
 the next start must find either the old or the new configuration, never a mix, and must
 then converge to the new one."""
 import os
+import signal
 
 import pytest
 
-from fakerouter import SDATA, Router
+from fakerouter import SDATA, Router, alive
 
 OLD = (open(os.path.join(SDATA, "network.initial")).read(), open(os.path.join(SDATA, "firewall.initial")).read())
 
@@ -71,3 +72,35 @@ def test_killed_again_during_the_recovery(router, new_config):
     assert "Traceback" not in r.stderr
     assert pair(router) == OLD
     assert router.read("etc/mape-py/journal") is None
+
+
+KILLS = 5
+
+
+def test_kill_of_the_main_pid_only(tmp_path, new_config):
+    """procd kills the daemon's PID, not its group: the `uci commit` child it had running
+    lives on. The next start must wait for (or kill) it before recovering, or its commit
+    lands after the recovery and network is new while firewall is old."""
+    mixed = 0
+    for i in range(KILLS):
+        router = Router(tmp_path / str(i))
+        try:
+            os.makedirs(router.path("slow"))
+            router.write("slow/commit-network", "3")
+            p = router.start()
+            router.wait_for(lambda: os.path.exists(router.path("reached/slow-commit-network")),
+                            what="slow commit")
+            os.kill(p.pid, signal.SIGKILL)     # the main PID only
+            p.wait()
+            orphan = int(router.read("reached/slow-commit-network"))
+            router.set_wan6(None)
+            r = router.once()
+            assert "Traceback" not in r.stderr
+            router.wait_for(lambda: not alive(orphan), what="the orphaned uci to exit")
+            if pair(router) not in (OLD, new_config):
+                mixed += 1
+        finally:
+            router.kill_all()
+    print("\nkill of the main PID only: %d kills, %d mixed configurations" % (KILLS, mixed))
+    assert mixed == 0
+

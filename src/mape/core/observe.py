@@ -158,6 +158,8 @@ def parse_json_status(text, interface="wan6"):
         value = json.loads(text)
     except ValueError as e:
         return None, "ubus output for %s is not JSON (%s)" % (interface, str(e).split(":")[0])
+    except RecursionError:
+        return None, "ubus output for %s is nested too deeply" % interface
     if not isinstance(value, dict):
         return None, "ubus output for %s is not a JSON object" % interface
     return value, None

@@ -221,7 +221,8 @@ def wan_status_ipv4(status):
     if not isinstance(status, dict) or status.get("up") is not True:
         return []
     out = []
-    for entry in status.get("ipv4-address") or []:
+    entries = status.get("ipv4-address")
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and isinstance(entry.get("address"), str):
             out.append(entry["address"])
     return out

@@ -1,6 +1,8 @@
 """The platform seam (docs/platform.md) and the one adapter to the NAT engine."""
 import time
 
+from mape.shell.system import Interrupted, stopping
+
 
 class Platform:
     """Base class. Subclasses: mape.platform.openwrt.OpenWrt, mape.platform.linux.Linux.
@@ -56,6 +58,11 @@ class Platform:
         """Make the services pick up what apply() committed (OpenWrt: reload network and,
         when it changed, the firewall). Raises MapeError."""
 
+    def reactivate(self, settings):
+        """Make the services pick up the committed configuration again (the reload after
+        the commit failed, timed out or never ran). Raises MapeError."""
+        self.activate(settings)
+
     def verify(self, target, settings, timeout):
         """True when the tunnel is up with the expected IPv4 within ``timeout`` seconds."""
         return True
@@ -93,11 +100,14 @@ class Platform:
 
 
 def wait_until(predicate, timeout, interval=1.0, clock=time.monotonic, sleep=time.sleep):
-    """Poll ``predicate`` (bounded; used only while verifying a change)."""
+    """Poll ``predicate`` (bounded; used only while verifying a change). Raises
+    Interrupted when the daemon must stop (SIGTERM)."""
     deadline = clock() + timeout
     while True:
         if predicate():
             return True
+        if stopping():
+            raise Interrupted("stopping: not waiting for the tunnel any longer")
         if clock() >= deadline:
             return False
         sleep(min(interval, max(0.05, deadline - clock())))

@@ -273,6 +273,11 @@ class OpenWrt(Platform):
         finally:
             self.system.remove(JOURNAL)
 
+    def reactivate(self, settings):
+        """netifd runs the tunnel: reload the network (the firewall follows through wan's
+        ifup hotplug, and its include re-applies our NAT)."""
+        self._reload(["network"])
+
     def wan_status(self, settings):
         status, _ = self.ubus.call("network.interface.%s" % settings.wan_iface, "status")
         return status

@@ -16,10 +16,11 @@
 import fcntl
 import os
 import re
-import subprocess
+import time
 
 from mape.core import nat as core
 from mape.core.errors import MapeError
+from mape.shell.system import CommandError, Interrupted, run_command, stopping
 
 RUN_DIR = os.environ.get("MAPE_PY_RUN_DIR", "/var/run/mape-py")
 SAVED = {"iptables": "firewall.iptables", "nftables": "firewall.nft"}
@@ -27,6 +28,8 @@ TIME_WAIT_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait"
 BUILTINS = {"nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
             "filter": ("INPUT", "FORWARD", "OUTPUT")}
 TABLES = ("nat", "filter")
+COMMAND_TIMEOUT = 30   # seconds for one iptables-restore / -save / nft run
+LOCK_WAIT = 30         # seconds to wait for the firewall lock (another apply or the include)
 
 
 class NetfilterError(MapeError):
@@ -35,20 +38,19 @@ class NetfilterError(MapeError):
 
 # -- plumbing ---------------------------------------------------------------------------
 def _run(argv, stdin=None):
+    """(returncode, stdout, stderr); bounded (COMMAND_TIMEOUT) and interruptible."""
     try:
-        proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True)
-    except OSError as e:
-        raise NetfilterError("cannot run %s: %s" % (argv[0], e.strerror))
-    return proc
+        return run_command(argv, stdin, timeout=COMMAND_TIMEOUT)
+    except CommandError as e:
+        raise NetfilterError("cannot run %s: %s" % (argv[0], e.stderr))
 
 
 def _must(argv, stdin=None):
-    proc = _run(argv, stdin)
-    if proc.returncode != 0:
-        msg = " ".join((proc.stderr or proc.stdout or "").split())[:300]
-        raise NetfilterError("%s failed (exit %d): %s" % (" ".join(argv[:2]), proc.returncode, msg))
-    return proc.stdout
+    rc, out, err = _run(argv, stdin)
+    if rc != 0:
+        msg = " ".join((err or out or "").split())[:300]
+        raise NetfilterError("%s failed (exit %d): %s" % (" ".join(argv[:2]), rc, msg))
+    return out
 
 
 def _restore_argv():
@@ -69,8 +71,21 @@ class _Lock:
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:   # bounded: a hung holder must not hang us (nor the firewall reload behind us)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                pass
+            if stopping():
+                os.close(self.fd)
+                raise Interrupted("stopping: not waiting for the firewall lock")
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise NetfilterError("the firewall lock %s is held by another process for %ds"
+                                     % (self.path, LOCK_WAIT))
+            time.sleep(0.1)
 
     def __exit__(self, *exc):
         os.close(self.fd)
@@ -187,8 +202,8 @@ def _ipt_remove():
 
 # -- nft --------------------------------------------------------------------------------
 def _nft_table():
-    proc = _run(["nft", "list", "table", "inet", core.NFT_TABLE])
-    return proc.stdout if proc.returncode == 0 else None
+    rc, out, _ = _run(["nft", "list", "table", "inet", core.NFT_TABLE])
+    return out if rc == 0 else None
 
 
 def _nft_remove():

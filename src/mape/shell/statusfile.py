@@ -6,7 +6,9 @@ PID_PATH = "/var/run/mape-py/mape-py.pid"
 
 
 def dumps(doc):
-    return json.dumps(doc, ensure_ascii=False, sort_keys=False, indent=None, separators=(",", ":")) + "\n"
+    text = json.dumps(doc, ensure_ascii=False, sort_keys=False, indent=None, separators=(",", ":")) + "\n"
+    # a lone surrogate (ubus JSON may carry "\ud800") cannot be UTF-8: keep it as a JSON escape
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write(system, doc, path=STATUS_PATH):

@@ -106,6 +106,13 @@ def decode_stream(buffer):
             continue
         try:
             value, end = decoder.raw_decode(buffer, pos)
+        except RecursionError:   # nested too deeply: that line is garbage
+            garbage += 1
+            end = buffer.find("\n", pos)
+            if end < 0:
+                return values, "", garbage
+            pos = end + 1
+            continue
         except ValueError:
             newline = buffer.find("\n", pos)
             # incomplete value: wait for more, unless the buffer is absurdly long
