@@ -28,6 +28,7 @@ class Ubus:
                 self._binding = None
 
     _connected = False
+    _worked = False
 
     def _connect(self, b):
         """python3-ubus: connect() (libubus default socket), else the 21.02 / 23.05 paths."""
@@ -41,26 +42,53 @@ class Ubus:
                 errors.append(str(e))
         raise RuntimeError("; ".join(errors))
 
+    def _disconnect(self, b):
+        self._connected = False
+        try:
+            b.disconnect()
+        except Exception:
+            pass
+
     @property
     def backend(self):
         return "python3-ubus" if self._binding else "ubus-cli"
+
+    def _binding_call(self, obj, method, args, timeout):
+        """(result, None), or (None, None) for a missing object; raises on other failures.
+        A connection that went stale (ubusd restarted) makes every object look missing:
+        a missing object is asked once more over a fresh connection."""
+        b = self._binding
+        for fresh in (False, True):
+            if fresh:
+                self._disconnect(b)
+            if not self._connected:
+                self._connect(b)
+            try:
+                # the binding's default timeout (0) waits forever
+                return b.call(obj, method, args or {}, timeout=max(1, int(timeout * 1000))), None
+            except Exception as e:
+                if "not found" not in str(e).lower():
+                    self._disconnect(b)
+                    raise
+                if fresh:
+                    return None, None
+        return None, None
 
     def call(self, obj, method, args=None, timeout=10):
         """(result dict or None, problem or None). A missing object is (None, None)."""
         if self._binding is not None:
             try:
-                b = self._binding
-                if not self._connected:
-                    self._connect(b)
-                result = b.call(obj, method, args or {})
+                result, _ = self._binding_call(obj, method, args, timeout)
+                self._worked = True
                 if not result:
                     return None, None
                 value = result[0]
                 return (value, None) if isinstance(value, dict) else (None, "ubus %s %s: not an object" % (obj, method))
-            except Exception as e:  # binding errors: RuntimeError/TypeError/...; use the CLI from now on
-                if "not found" in str(e).lower():
-                    return None, None
-                self._binding = None
+            except Exception:
+                # it worked before (ubusd restarted, a call timed out): the CLI answers this
+                # call and the binding reconnects on the next; never worked: CLI from now on
+                if not self._worked:
+                    self._binding = None
         argv = [self.program, "-S", "call", obj, method]
         if args:
             argv.append(json.dumps(args))
