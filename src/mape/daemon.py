@@ -384,19 +384,27 @@ class Daemon:
         old_wakeup = signal.set_wakeup_fd(wfd)
         sel = selectors.DefaultSelector()
         sel.register(rfd, selectors.EVENT_READ, "signal")
-        registered = set()
+        registered = {}   # fd -> the source object registered under it
 
         def sync_fds():
-            fds = set(fd for fd in self.platform.event_fds() if fd is not None)
-            for fd in registered - fds:
-                try:
-                    sel.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
-            for fd in fds - registered:
-                sel.register(fd, selectors.EVENT_READ, "event")
-            registered.clear()
-            registered.update(fds)
+            # keyed by the source object, not the fd number alone: a restarted event child's
+            # pipe often gets the number of the closed one, which epoll dropped on close
+            sources = {}
+            for src in self.platform.event_fds():
+                fd = src if isinstance(src, int) else (src.fileno() if src is not None else None)
+                if fd is not None and fd >= 0:
+                    sources[fd] = src
+            for fd, src in list(registered.items()):
+                if sources.get(fd) != src:
+                    try:
+                        sel.unregister(fd)
+                    except (KeyError, ValueError, OSError):
+                        pass
+                    del registered[fd]
+            for fd, src in sources.items():
+                if fd not in registered:
+                    sel.register(fd, selectors.EVENT_READ, "event")
+                    registered[fd] = src
 
         self.platform.start_events(self.settings)
         sync_fds()

@@ -186,6 +186,18 @@ def test_cycle_survives_netifd_status_with_wrong_types(tmp_path_factory, wan6, w
         assert not doc["state_reason"].startswith("internal error"), doc["state_reason"]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(anything, max_size=6))
+def test_events_of_any_structure(tmp_path_factory, values):
+    d, platform = make_openwrt(tmp_path_factory.mktemp("e"))
+    platform.interfaces = ("wan6", "wan")
+    reasons = platform._consume(platform, values, 0)
+    assert all(isinstance(r, str) for r in reasons)
+    platform.wan6 = platform.payload
+    d.cycle("fuzz")
+    assert strict_status(d)["state"] in STATES
+
+
 def test_deeply_nested_input_is_garbage_not_a_crash(tmp_path):
     from mape.shell.ubus import decode_stream
 

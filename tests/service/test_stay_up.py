@@ -1,6 +1,7 @@
 """Never stay down, never hang (issue 11 points 7, 8, 9, 13): a failed change and a failed
 reload are retried with back-off, a netifd restart does not blind the daemon, and a hung
 firewall command neither keeps the daemon in "applying" nor makes it ignore SIGTERM."""
+import json
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 
 from fakerouter import TOP, alive
+from test_events import started, update_event, wait_prefix, wan6_with
 
 # re-check 10 s (the minimum): the retry back-off is capped at the re-check period
 FAST_RETRY = "config mape 'config'\n\toption verify_timeout '2'\n\toption debounce '0'\n\toption recheck '10'\n"
@@ -50,6 +52,29 @@ def test_failed_reload_is_retried(router):
     assert router.calls().count("network reload") >= 2
     st = router.status()
     assert "retry" not in st and st["tunnel"]["ipv4"] == "106.73.34.51"
+
+
+def listen_event(router, obj):
+    fd = os.open(router.path("ubus/listen.fifo"), os.O_WRONLY)
+    os.write(fd, (json.dumps(obj) + "\n").encode())
+    os.close(fd)
+
+
+def test_prefix_change_seen_after_netifd_restarts(router):
+    """netifd restarts (ubus.object.add of network.interface): the daemon subscribes again;
+    the next prefix change must arrive through the new subscription, without a kick or
+    the re-check (300 s here)."""
+    started(router)
+    for n, prefix in enumerate(("240b:11:5566:7700", "240b:11:8899:aa00")):
+        before = router.calls().count("ubus subscribe network.interface")
+        listen_event(router, {"ubus.object.add": {"id": 100 + n, "path": "network.interface"}})
+        router.wait_for(lambda: router.calls().count("ubus subscribe network.interface") > before,
+                        what="subscribed again")
+        new = wan6_with(prefix)
+        router.set_wan6(text=json.dumps(new))
+        router.notify(update_event(new))
+        wait_prefix(router, prefix + "::/56")
+    assert "re-check" not in router.read("daemon.log")
 
 
 def test_sigterm_while_iptables_restore_hangs(router):

@@ -23,7 +23,8 @@ class Platform:
         raise NotImplementedError
 
     def event_fds(self):
-        """File descriptors to select() on (readable: wan6 may have changed)."""
+        """Objects with fileno() (or fds) to select() on (readable: wan6 may have changed).
+        A source started again must be a new object: the daemon re-registers by object."""
         return []
 
     def drain_events(self, fd):

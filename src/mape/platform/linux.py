@@ -181,7 +181,7 @@ class Linux(Platform):
             self.sock = None
 
     def event_fds(self):
-        return [self.sock.fileno()] if self.sock is not None else []
+        return [self.sock] if self.sock is not None else []
 
     def drain_events(self, fd):
         reasons = []

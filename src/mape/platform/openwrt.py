@@ -27,6 +27,7 @@ STATE_DIR = "/etc/mape-py"
 DELTA_DIR = "/tmp/.uci"   # the uci CLI's save dir: uncommitted `uci set` changes live here
 JOURNAL = STATE_DIR + "/journal"
 PACKAGES = ("network", "firewall")
+HEALTHY = 60   # seconds an event child must have run for its exit to reset the restart back-off
 
 
 class ApplyError(MapeError):
@@ -72,7 +73,8 @@ class OpenWrt(Platform):
         self.processes = []
 
     def event_fds(self):
-        return [p.fileno() for p in self.processes if p.proc is not None]
+        # the pipe objects, not their numbers: a restarted child's pipe is a new object
+        return [p.proc.stdout for p in self.processes if p.proc is not None]
 
     def drain_events(self, fd):
         reasons = []
@@ -80,29 +82,40 @@ class OpenWrt(Platform):
             if p.proc is None or p.fileno() != fd:
                 continue
             values, garbage, eof = p.read()
-            for value in values:
-                reason = classify(value, self.interfaces)
-                if reason:
-                    reasons.append(reason)
-                    body = value.get("interface.update")
-                    if isinstance(body, dict) and body.get("interface") == self.interfaces[0]:
-                        self.payload = body
-                    elif reason.startswith(self.interfaces[0] + " "):
-                        self.payload = None
-                    if reason == "netifd restarted":
-                        # our subscription died with the old object: subscribe again
-                        for q in self.processes:
-                            if q.label == "subscribe":
-                                q.stop()
-                                q.start()
-            if garbage:
-                reasons.append("ignored %d malformed ubus %s line(s)" % (garbage, p.label))
+            reasons += self._consume(p, values, garbage)
             if eof:
+                if time.monotonic() - p.started > HEALTHY:
+                    p.failures = 0   # it ran fine for a while: this is a new trouble, not a loop
                 p.stop()
                 p.failures += 1
                 delay = min(300, 5 * (2 ** min(p.failures, 6)))
                 self.restart_at = time.monotonic() + delay
                 reasons.append("ubus %s exited; restarting in %ds" % (p.label, delay))
+        return reasons
+
+    def _consume(self, p, values, garbage):
+        reasons = []
+        for value in values:
+            reason = classify(value, self.interfaces)
+            if not reason:
+                continue
+            reasons.append(reason)
+            body = value.get("interface.update")
+            if isinstance(body, dict) and body.get("interface") == self.interfaces[0]:
+                self.payload = body
+            elif reason.startswith(self.interfaces[0] + " "):
+                self.payload = None
+            if reason == "netifd restarted":
+                # our subscription died with the old object: subscribe again, after taking
+                # what the old pipe still holds
+                for q in self.processes:
+                    if q.label == "subscribe" and q is not p:
+                        if q.proc is not None:
+                            reasons += self._consume(q, *q.read_all())
+                        q.stop()
+                        q.start()
+        if garbage:
+            reasons.append("ignored %d malformed ubus %s line(s)" % (garbage, p.label))
         return reasons
 
     def events_need_restart(self):

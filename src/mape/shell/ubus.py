@@ -9,6 +9,7 @@ broadcast events (`ubus listen`); see docs/service.md.
 import json
 import os
 import subprocess
+import time
 
 NOT_FOUND = 4  # UBUS_STATUS_NOT_FOUND: the CLI's exit code for a missing object
 
@@ -190,6 +191,7 @@ class EventProcess:
         self.proc = None
         self.buffer = ""
         self.failures = 0
+        self.started = 0.0
 
     def start(self):
         try:
@@ -200,6 +202,7 @@ class EventProcess:
             return False
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.buffer = ""
+        self.started = time.monotonic()
         return True
 
     def fileno(self):
@@ -218,6 +221,18 @@ class EventProcess:
         self.buffer += chunk.decode("utf-8", "replace")
         values, self.buffer, garbage = decode_stream(self.buffer)
         return values, garbage, False
+
+    def read_all(self):
+        """(values, garbage) of everything readable now (before stop(): events queued in
+        the pipe are not lost)."""
+        values, garbage = [], 0
+        for _ in range(64):
+            more, bad, eof = self.read()
+            values += more
+            garbage += bad
+            if eof:
+                break
+        return values, garbage
 
     def stop(self):
         if self.proc is None:
