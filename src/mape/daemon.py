@@ -22,6 +22,8 @@ from mape.shell.system import CommandError
 
 CONFIG_PATH = "/etc/config/mape"
 RUN_DIR = "/var/run/mape-py"
+HISTORY_CAP = 100      # in memory; the status shows the last `history` (at most 100) of them
+PORTS_MAX_AGE = 10     # seconds: SIGUSR1 (each LuCI poll) re-reads conntrack at most this often
 
 
 class Daemon:
@@ -49,6 +51,7 @@ class Daemon:
         self.health = {}
         self.sys_warnings = []
         self.ports = None
+        self.ports_at = None   # time.monotonic() of the last conntrack read
         self.input_problems = []
         self.last_written = None
         self.signals = []
@@ -62,7 +65,7 @@ class Daemon:
         doc, _ = statusfile.read(self.system, self.status_path)
         if doc:
             if isinstance(doc.get("history"), list):
-                self.history = [h for h in doc["history"] if isinstance(h, dict)][-100:]
+                self.history = [h for h in doc["history"] if isinstance(h, dict)][-HISTORY_CAP:]
                 for h in reversed(self.history):
                     if isinstance(h.get("prefix"), str):
                         self.last_prefix = h["prefix"]
@@ -190,7 +193,7 @@ class Daemon:
                 self.failed_key = target.key()
                 self._error(outcome.error)
                 if outcome.rolled_back:
-                    self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
+                    self._remember({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
                                          "ipv4": mapping.ipv4_text})
                 self.health = self.platform.health(target, settings)
                 return
@@ -198,7 +201,7 @@ class Daemon:
                 self.last_error = {"time": int(self.clock()), "message": outcome.error}
             applied = True
             self.failed_key = None
-            self.history.append({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
+            self._remember({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
                                  "ipv4": mapping.ipv4_text})
         self.health = self.platform.health(target, settings)
         fw = self.health.get("firewall") or {}
@@ -243,18 +246,28 @@ class Daemon:
         else:
             entry["supported"] = False
         self.log.info("wan6 prefix %s -> %s (%s)", self.last_prefix or "(none)", obs.prefix, obs.source)
-        self.history.append(entry)
+        self._remember(entry)
         self.last_prefix = obs.prefix
 
-    def refresh_ports(self):
+    def _remember(self, entry):
+        self.history.append(entry)
+        del self.history[:-HISTORY_CAP]
+
+    def refresh_ports(self, max_age=0):
+        """Port usage from conntrack; skipped when the figures are younger than ``max_age``
+        seconds (a LuCI poll every 5 s must not re-read a 65k-entry table each time)."""
         from mape.core.conntrack import port_usage
 
         if self.target is None:
             self.ports = None
             return
+        now = time.monotonic()
+        if max_age and self.ports is not None and self.ports_at is not None and now - self.ports_at < max_age:
+            return
+        self.ports_at = now
         m = self.target.mapping
         try:
-            self.ports = port_usage(self.platform.conntrack_text(), m.ipv4_text, m.port_sets)
+            self.ports = port_usage(self.platform.conntrack_lines(), m.ipv4_text, m.port_sets)
             self.ports["time"] = int(self.clock())
             nat = self.settings.nat if isinstance(self.settings.nat, dict) else {}
             kept = [[int(a), int(b)] for a, b in (nat.get("kept_out") or [])]
@@ -444,7 +457,7 @@ class Daemon:
                     next_recheck = time.monotonic() + self.settings.recheck
                     continue
                 if signal.SIGUSR1 in signals:
-                    self.refresh_ports()
+                    self.refresh_ports(max_age=PORTS_MAX_AGE)
                     self.write_status()
                 now = time.monotonic()
                 again = self.platform.events_need_restart()
