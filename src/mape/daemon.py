@@ -47,6 +47,7 @@ class Daemon:
         self.failed_key = None
         self.history = []
         self.last_error = None
+        self.nat_error = None   # why the last NAT install failed (None: it worked)
         self.last_prefix = None
         self.health = {}
         self.sys_warnings = []
@@ -199,6 +200,7 @@ class Daemon:
                 return
             if outcome.error:
                 self.last_error = {"time": int(self.clock()), "message": outcome.error}
+            self.nat_error = outcome.error
             applied = True
             self.failed_key = None
             self._remember({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
@@ -211,8 +213,10 @@ class Daemon:
             self.health = self.platform.health(target, settings)
         self.sys_warnings = self.platform.warnings(target, settings)
         self.refresh_ports()
-        nat_wanted = self.platform.nat.available and getattr(settings, "manage_firewall", True)
-        wrong = health_problems(self.health, mapping.ipv4_text, nat_wanted)
+        # wanted even when the NAT engine is broken: then the rules are "unknown", never ok
+        wrong = health_problems(self.health, mapping.ipv4_text, getattr(settings, "manage_firewall", True))
+        if wrong and self.nat_error and (self.health.get("firewall") or {}).get("health") != "present":
+            wrong.append(self.nat_error)
         if wrong:
             self._set_state("error", "MAP-E configured for %s but not working: %s" % (mapping.ipv4_text,
                                                                                     "; ".join(wrong)))
@@ -234,6 +238,7 @@ class Daemon:
 
     def _apply_nat(self, target, settings):
         error = transaction.install_nat(self.platform, target, settings, self.log)
+        self.nat_error = error
         if error:
             self.last_error = {"time": int(self.clock()), "message": error}
 

@@ -23,8 +23,11 @@ class Outcome:
 def install_nat(platform, target, settings, log):
     """Install the port-set NAT rules for ``target``. Returns an error line or None."""
     nat = platform.nat
-    if not nat.available or not getattr(settings, "manage_firewall", True):
+    if not getattr(settings, "manage_firewall", True):
         return None
+    if not nat.available:   # a broken install: say so (the status is then an error, not "ok")
+        log.error("firewall rules not installed: %s", nat.problem)
+        return "firewall: %s" % nat.problem
     try:
         nat.apply(nat.spec(target, settings, "map-%s" % settings.wan_iface))
     except Exception as e:  # the NAT engine's errors must not kill the daemon
