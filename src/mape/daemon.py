@@ -13,6 +13,7 @@ import signal
 import time
 
 from mape.core import observe as observe_mod
+from mape.core import ownership
 from mape.core.errors import MapeError, UnsupportedPrefix
 from mape.core.health import problems as health_problems
 from mape.core.plan import Target
@@ -141,6 +142,7 @@ class Daemon:
             self.target = None
             self._set_state("disabled", "disabled in %s (option enabled '0')" % self.config_path)
             return
+        ownership.check(ownership.names_of(settings))   # lan/loopback: refused before anything else
         status, problem = self.platform.observe(settings)
         self.input_problems = []
         if problem:
