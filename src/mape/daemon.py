@@ -14,6 +14,7 @@ import time
 
 from mape.core import observe as observe_mod
 from mape.core import ownership
+from mape.core.held import Held
 from mape.core.errors import MapeError, UnsupportedPrefix
 from mape.core.health import problems as health_problems
 from mape.core.plan import Target
@@ -47,6 +48,7 @@ class Daemon:
         self.mapping_error = None
         self.failed_key = None
         self.history = []
+        self.held = []         # core.held entries while state is "held"
         self.last_error = None
         self.nat_error = None   # why the last NAT install failed (None: it worked)
         self.last_prefix = None
@@ -181,7 +183,13 @@ class Daemon:
         self._note_prefix(obs, mapping)
         target = Target(mapping, obs, settings)
         self.target = target
-        pending = self.platform.pending(target, settings)
+        try:
+            pending = self.platform.pending(target, settings)
+        except Held as e:   # a manual edit of what mape-py owns: never overwritten unasked
+            self.held = e.held
+            self._set_state("held", str(e))
+            return
+        self.held = []
         applied = False
         if pending:
             if target.key() == self.failed_key and not force:
@@ -192,12 +200,14 @@ class Daemon:
             self.write_status()
             self.log.info("applying (%s): %s", reason, "; ".join(pending[:12]))
             outcome = transaction.change(self.platform, target, settings, self.log, self._ipv4_in_use())
+            if outcome.written:     # what is in the config now is ours (core.held)
+                self.platform.record_written(target, settings)
             if not outcome.applied:
                 self.failed_key = target.key()
                 self._error(outcome.error)
                 if outcome.rolled_back:
                     self._remember({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
-                                         "ipv4": mapping.ipv4_text})
+                                    "ipv4": mapping.ipv4_text})
                 self.health = self.platform.health(target, settings)
                 return
             if outcome.error:
@@ -207,6 +217,8 @@ class Daemon:
             self.failed_key = None
             self._remember({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
                                  "ipv4": mapping.ipv4_text})
+        if not applied:     # nothing pending: the config holds our values (e.g. after an adopt)
+            self.platform.record_written(target, settings)
         self.health = self.platform.health(target, settings)
         fw = self.health.get("firewall") or {}
         if not applied and fw.get("health") in ("missing", "duplicated", "stale") and fw.get("backend") != "off":
@@ -294,6 +306,8 @@ class Daemon:
         elif not running:
             doc["state"] = "stopped"
             doc["state_reason"] = "mape-py daemon stopped"
+        if self.state == "held":
+            doc["held"] = self.held
         if self.observation is not None:
             doc["wan6"] = self.observation.as_dict()
         if self.target is not None:

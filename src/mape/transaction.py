@@ -10,14 +10,16 @@ from mape.shell import conntrack_flush
 
 class Outcome:
     """What a change did: ``applied`` (the new config is in place and verified),
-    ``error`` (one line, or None), ``rolled_back`` (the previous config was restored)."""
+    ``error`` (one line, or None), ``rolled_back`` (the previous config was restored),
+    ``written`` (the new config is in place, verified or not)."""
 
-    __slots__ = ("applied", "error", "rolled_back")
+    __slots__ = ("applied", "error", "rolled_back", "written")
 
-    def __init__(self, applied, error=None, rolled_back=False):
+    def __init__(self, applied, error=None, rolled_back=False, written=None):
         self.applied = applied
         self.error = error
         self.rolled_back = rolled_back
+        self.written = applied if written is None else written
 
 
 def install_nat(platform, target, settings, log):
@@ -64,13 +66,13 @@ def change(platform, target, settings, log, replaced_ipv4=None):
     try:
         platform.activate(settings)
     except MapeError as e:
-        return Outcome(False, "reload failed: %s" % e)
+        return Outcome(False, "reload failed: %s" % e, written=True)   # committed, not yet live
     flush_replaced(replaced_ipv4, target, log)
     if settings.verify_timeout and not platform.verify(target, settings, settings.verify_timeout):
         message = "%s did not come up with %s within %ds" % (settings.wan_iface, target.mapping.ipv4_text,
                                                                settings.verify_timeout)
         if not settings.rollback:
-            return Outcome(False, message)
+            return Outcome(False, message, written=True)
         log.error("%s: restoring the previous configuration", message)
         try:
             platform.rollback(settings)

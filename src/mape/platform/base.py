@@ -56,6 +56,10 @@ class Platform:
         """Make the services pick up what apply() committed (OpenWrt: reload network and,
         when it changed, the firewall). Raises MapeError."""
 
+    def record_written(self, target, settings):
+        """Remember the owned values, now in the config, to notice manual edits later
+        (core.held); called after an apply and whenever nothing was pending."""
+
     def verify(self, target, settings, timeout):
         """True when the tunnel is up with the expected IPv4 within ``timeout`` seconds."""
         return True
