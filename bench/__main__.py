@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-MODULES = ["bench.calc", "bench.nat", "bench.service"]
+MODULES = ["bench.calc", "bench.nat", "bench.service", "bench.conntrack"]
 
 
 def main():

@@ -12,6 +12,7 @@ COMMANDS = {
     "daemon": ("mape.commands.daemon", "run the service: watch wan6, rewrite wan (proto map), publish status"),
     "status": ("mape.commands.status", "show the service status (as `ubus call mape status`)"),
     "doctor": ("mape.commands.doctor", "check for the manual procedure's pitfalls and say how to fix each"),
+    "held": ("mape.commands.held", "a manual edit mape-py holds off for: show, adopt, give-up or reapply"),
 }
 
 USAGE = """usage: mape-py [--version] COMMAND [ARGS...]

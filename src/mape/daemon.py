@@ -13,6 +13,8 @@ import signal
 import time
 
 from mape.core import observe as observe_mod
+from mape.core import ownership
+from mape.core.held import Held
 from mape.core.errors import MapeError, UnsupportedPrefix
 from mape.core.health import problems as health_problems
 from mape.core.plan import Target
@@ -25,6 +27,8 @@ RETRY_CAP = 600       # back-off doubles up to this (or the re-check period when
 
 CONFIG_PATH = "/etc/config/mape"
 RUN_DIR = "/var/run/mape-py"
+HISTORY_CAP = 100      # in memory; the status shows the last `history` (at most 100) of them
+PORTS_MAX_AGE = 10     # seconds: SIGUSR1 (each LuCI poll) re-reads conntrack at most this often
 
 
 class Daemon:
@@ -47,11 +51,14 @@ class Daemon:
         self.mapping_error = None
         self.retry = None   # {"key", "what": change|activation, "attempts", "at": monotonic, "next_retry": epoch}
         self.history = []
+        self.held = []         # core.held entries while state is "held"
         self.last_error = None
+        self.nat_error = None   # why the last NAT install failed (None: it worked)
         self.last_prefix = None
         self.health = {}
         self.sys_warnings = []
         self.ports = None
+        self.ports_at = None   # time.monotonic() of the last conntrack read
         self.input_problems = []
         self.status_writer = status_document.Writer(system, status_path, log)
         self.signals = []
@@ -65,7 +72,7 @@ class Daemon:
         doc, _ = statusfile.read(self.system, self.status_path)
         if doc:
             if isinstance(doc.get("history"), list):
-                self.history = [h for h in doc["history"] if isinstance(h, dict)][-100:]
+                self.history = [h for h in doc["history"] if isinstance(h, dict)][-HISTORY_CAP:]
                 for h in reversed(self.history):
                     if isinstance(h.get("prefix"), str):
                         self.last_prefix = h["prefix"]
@@ -172,6 +179,7 @@ class Daemon:
             self.target = None
             self._set_state("disabled", "disabled in %s (option enabled '0')" % self.config_path)
             return
+        ownership.check(ownership.names_of(settings))   # lan/loopback: refused before anything else
         status, problem = self.platform.observe(settings)
         self.input_problems = []
         if problem:
@@ -213,7 +221,13 @@ class Daemon:
         key = target.key()
         if self.retry is not None and self.retry["key"] != key:
             self.retry = None   # a new prefix / mapping: a fresh start, no back-off
-        pending = self.platform.pending(target, settings)
+        try:
+            pending = self.platform.pending(target, settings)
+        except Held as e:   # a manual edit of what mape-py owns: never overwritten unasked
+            self.held = e.held
+            self._set_state("held", str(e))
+            return
+        self.held = []
         applied = False
         if pending:
             if not self._retry_due(force):
@@ -224,21 +238,26 @@ class Daemon:
             self.write_status()
             self.log.info("applying (%s): %s", reason, "; ".join(pending[:12]))
             outcome = transaction.change(self.platform, target, settings, self.log, self._ipv4_in_use())
+            if outcome.written:     # what is in the config now is ours (core.held)
+                self.platform.record_written(target, settings)
             if not outcome.applied:
                 self._schedule_retry(key, "change", (self.retry or {}).get("attempts", 0) + 1)
                 self._error(outcome.error)
                 self._set_state("error", "%s; %s" % (outcome.error, self._retry_note()))
                 if outcome.rolled_back:
-                    self.history.append({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
-                                         "ipv4": mapping.ipv4_text})
+                    self._remember({"time": int(self.clock()), "event": "rolled-back", "prefix": obs.prefix,
+                                    "ipv4": mapping.ipv4_text})
                 self.health = self.platform.health(target, settings)
                 return
             if outcome.error:
                 self.last_error = {"time": int(self.clock()), "message": outcome.error}
+            self.nat_error = outcome.error
             applied = True
             self.retry = None
-            self.history.append({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
+            self._remember({"time": int(self.clock()), "event": "applied", "prefix": obs.prefix,
                                  "ipv4": mapping.ipv4_text})
+        if not applied:     # nothing pending: the config holds our values (e.g. after an adopt)
+            self.platform.record_written(target, settings)
         self.health = self.platform.health(target, settings)
         if not applied and not self._tunnel_runs(mapping):
             # UCI has the mapping but netifd does not run it (a reload failed, timed out or
@@ -268,8 +287,10 @@ class Daemon:
             self.health = self.platform.health(target, settings)
         self.sys_warnings = self.platform.warnings(target, settings)
         self.refresh_ports()
-        nat_wanted = self.platform.nat.available and getattr(settings, "manage_firewall", True)
-        wrong = health_problems(self.health, mapping.ipv4_text, nat_wanted)
+        # wanted even when the NAT engine is broken: then the rules are "unknown", never ok
+        wrong = health_problems(self.health, mapping.ipv4_text, getattr(settings, "manage_firewall", True))
+        if wrong and self.nat_error and (self.health.get("firewall") or {}).get("health") != "present":
+            wrong.append(self.nat_error)
         if wrong:
             retry = "; reload pending: %s" % self._retry_note() if self.retry is not None else ""
             self._set_state("error", "MAP-E configured for %s but not working: %s%s" % (
@@ -298,6 +319,7 @@ class Daemon:
 
     def _apply_nat(self, target, settings):
         error = transaction.install_nat(self.platform, target, settings, self.log)
+        self.nat_error = error
         if error:
             self.last_error = {"time": int(self.clock()), "message": error}
 
@@ -310,18 +332,28 @@ class Daemon:
         else:
             entry["supported"] = False
         self.log.info("wan6 prefix %s -> %s (%s)", self.last_prefix or "(none)", obs.prefix, obs.source)
-        self.history.append(entry)
+        self._remember(entry)
         self.last_prefix = obs.prefix
 
-    def refresh_ports(self):
+    def _remember(self, entry):
+        self.history.append(entry)
+        del self.history[:-HISTORY_CAP]
+
+    def refresh_ports(self, max_age=0):
+        """Port usage from conntrack; skipped when the figures are younger than ``max_age``
+        seconds (a LuCI poll every 5 s must not re-read a 65k-entry table each time)."""
         from mape.core.conntrack import port_usage
 
         if self.target is None:
             self.ports = None
             return
+        now = time.monotonic()
+        if max_age and self.ports is not None and self.ports_at is not None and now - self.ports_at < max_age:
+            return
+        self.ports_at = now
         m = self.target.mapping
         try:
-            self.ports = port_usage(self.platform.conntrack_text(), m.ipv4_text, m.port_sets)
+            self.ports = port_usage(self.platform.conntrack_lines(), m.ipv4_text, m.port_sets)
             self.ports["time"] = int(self.clock())
             nat = self.settings.nat if isinstance(self.settings.nat, dict) else {}
             kept = [[int(a), int(b)] for a, b in (nat.get("kept_out") or [])]
@@ -482,7 +514,7 @@ class Daemon:
                     next_recheck = time.monotonic() + self.settings.recheck
                     continue
                 if signal.SIGUSR1 in signals:
-                    self.refresh_ports()
+                    self.refresh_ports(max_age=PORTS_MAX_AGE)
                     self.write_status()
                 now = time.monotonic()
                 again = self.platform.events_need_restart()

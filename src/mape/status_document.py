@@ -18,6 +18,8 @@ def document(daemon, running=True):
     elif not running:
         doc["state"] = "stopped"
         doc["state_reason"] = "mape-py daemon stopped"
+    if d.state == "held":
+        doc["held"] = d.held
     if d.observation is not None:
         doc["wan6"] = d.observation.as_dict()
     if d.target is not None:

@@ -11,21 +11,26 @@ from mape.shell.system import Interrupted
 
 class Outcome:
     """What a change did: ``applied`` (the new config is in place and verified),
-    ``error`` (one line, or None), ``rolled_back`` (the previous config was restored)."""
+    ``error`` (one line, or None), ``rolled_back`` (the previous config was restored),
+    ``written`` (the new config is in place, verified or not)."""
 
-    __slots__ = ("applied", "error", "rolled_back")
+    __slots__ = ("applied", "error", "rolled_back", "written")
 
-    def __init__(self, applied, error=None, rolled_back=False):
+    def __init__(self, applied, error=None, rolled_back=False, written=None):
         self.applied = applied
         self.error = error
         self.rolled_back = rolled_back
+        self.written = applied if written is None else written
 
 
 def install_nat(platform, target, settings, log):
     """Install the port-set NAT rules for ``target``. Returns an error line or None."""
     nat = platform.nat
-    if not nat.available or not getattr(settings, "manage_firewall", True):
+    if not getattr(settings, "manage_firewall", True):
         return None
+    if not nat.available:   # a broken install: say so (the status is then an error, not "ok")
+        log.error("firewall rules not installed: %s", nat.problem)
+        return "firewall: %s" % nat.problem
     try:
         nat.apply(nat.spec(target, settings, "map-%s" % settings.wan_iface))
     except Interrupted:
@@ -69,13 +74,13 @@ def change(platform, target, settings, log, replaced_ipv4=None):
     except Interrupted:
         raise
     except MapeError as e:
-        return Outcome(False, "reload failed: %s" % e)
+        return Outcome(False, "reload failed: %s" % e, written=True)   # committed, not yet live
     flush_replaced(replaced_ipv4, target, log)
     if settings.verify_timeout and not platform.verify(target, settings, settings.verify_timeout):
         message = "%s did not come up with %s within %ds" % (settings.wan_iface, target.mapping.ipv4_text,
                                                                settings.verify_timeout)
         if not settings.rollback:
-            return Outcome(False, message)
+            return Outcome(False, message, written=True)
         log.error("%s: restoring the previous configuration", message)
         try:
             platform.rollback(settings)

@@ -23,3 +23,14 @@ def test_service_bench_judges_its_targets_and_leaves_no_temp_dirs(tmp_path):
     judged = [row for row in rows if "met (target" in row or "**MISSED** (target" in row]
     assert len(judged) == 3, r.stdout          # reaction, RSS, idle wake-ups
     assert os.listdir(str(tmp_path)) == [], os.listdir(str(tmp_path))
+
+
+def test_conntrack_bench_judges_its_targets_and_leaves_no_temp_dirs(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path), BENCH_CT_ENTRIES="3000", BENCH_CT_ROUNDS="1")
+    r = subprocess.run([sys.executable, "-m", "bench", "conntrack"], cwd=str(TOP), env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    judged = [row for row in r.stdout.splitlines() if "met (target" in row or "**MISSED** (target" in row]
+    assert len(judged) == 4, r.stdout          # CPU, CPU per minute, RSS growth, same figures
+    assert "| same figures (ports used, connections) |" in r.stdout and "met (target equal)" in r.stdout
+    assert os.listdir(str(tmp_path)) == [], os.listdir(str(tmp_path))

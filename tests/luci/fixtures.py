@@ -114,7 +114,17 @@ def error():
     return st
 
 
+def held():
+    """Someone set network.wan.proto to pppoe and the MTU to 1454 (issue 11 point 19)."""
+    st = ok()
+    st.update(state="held", state_reason="changed by someone else: network.wan.proto is 'pppoe', mape-py wrote "
+                                         "'map'; mape-py holds off")
+    st["held"] = [{"option": "network.wan.mtu", "written": "1460", "now": "1454", "setting": "mtu"},
+                  {"option": "network.wan.proto", "written": "map", "now": "pppoe"}]
+    return st
+
+
 # name -> (document, running): "stopped" is the last document of a daemon that is gone (the
 # real rpcd plugin marks it stopped and keeps the rest, ports included).
 STATES = {"ok": (ok, True), "applying": (applying, True), "unsupported-prefix": (unsupported, True),
-          "error": (error, True), "stopped": (ok, False)}
+          "error": (error, True), "stopped": (ok, False), "held": (held, True)}

@@ -351,6 +351,29 @@ def test_recompute_button(page, luci):
     assert denied(luci) == []
 
 
+def test_held_shows_the_edits_and_the_ways_out(page, luci, shot):
+    """State "held" (issue 11 point 19): the edited options with both values, and three
+    buttons that go through the real rpcd and plugin to `mape-py held ...`."""
+    c = page(fixtures.held())
+    h = health(c)
+    assert h["state"][:2] == ("amber", AMBER) and "changed by someone else" in h["state"][2]
+    rows = texts(c, ".mape-held tr[data-option]")
+    assert rows == ["network.wan.mtu\t'1454'\t'1460'", "network.wan.proto\t'pppoe'\t'map'"]
+    # proto cannot become a mape setting: "adopt" is not offered
+    assert c.js("return document.getElementById('mape-adopt').disabled") is True
+    shot("en-held")
+    c.find("#mape-give-up").click()
+    c.wait("return document.querySelector('#maincontent > .alert-message') != null;")
+    assert [x[1:] for x in luci.server.calls_to("mape", "give_up")] == [("mape", "give_up", {}, 0)]
+    assert "no longer manages MAP-E" in notices(c)[0]
+    assert "mape.config.enabled='0'" in luci.router.uci_show()
+    assert signal.SIGHUP in luci.router.pending_signals()
+    assert denied(luci) == []
+    c = page(fixtures.held(), lang="ja")
+    assert "手動で変更" in text(c, ".mape-held")
+    shot("ja-held")
+
+
 def test_recompute_when_the_daemon_is_down(page):
     c = page(fixtures.ok(), lang="ja", running=False)
     c.find("#mape-recompute").click()

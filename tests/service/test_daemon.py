@@ -31,7 +31,12 @@ def test_pd56_first_run_writes_exact_batch_commits_reloads(router):
     assert st["state"] == "ok" and st["version"] == 1
     assert st["wan6"] == {"interface": "wan6", "up": True, "device": "eth1", "source": "ipv6-prefix",
                           "prefix": "240b:11:2233:4400::/56",
-                          "address": "240b:11:2233:4400:a00:27ff:fe12:3456/64"}
+                          "address": "240b:11:2233:4400:a00:27ff:fe12:3456/64",
+                          "candidates": [{"prefix": "240b:11:2233:4400::/56", "source": "ipv6-prefix",
+                                          "supported": True},
+                                         {"prefix": "240b:11:2233:4400:a00:27ff:fe12:3456/64",
+                                          "source": "ipv6-address", "supported": True}],
+                          "choice": "a delegated prefix beats an RA address"}
     assert st["mapping"]["ipv4"] == "106.73.34.51" and st["mapping"]["psid"] == 68
     assert st["tunnel"] == {"interface": "wan", "up": True, "device": "map-wan", "ipv4": "106.73.34.51",
                             "expected_ipv4": "106.73.34.51"}
@@ -57,6 +62,29 @@ def test_ra64_uses_the_address_and_gives_the_same_config(router):
     assert st["wan6"]["prefix"] == "240b:11:2233:4400:a00:27ff:fe12:3456/64"
     assert st["mapping"]["ipv4"] == "106.73.34.51"
     assert router.batches() == [BATCH_PD56]
+
+
+def test_renumbered_line_uses_the_new_prefix_not_the_deprecated_one(router):
+    """After renumbering netifd lists the old /56 with preferred lifetime 0 next to the new
+    one (issue 11 point 11): the new one is mapped and status says why."""
+    with open(os.path.join(SDATA, "..", "..", "data", "wan6_status_dhcpv6_pd56.json")) as f:
+        st_ = json.load(f)
+    old = st_["ipv6-prefix"][0]
+    old.update(preferred=0, valid=7000)
+    new = dict(old, address="240b:10:3f6c:d400::", preferred=14400, valid=14400)
+    st_["ipv6-prefix"] = [old, new]
+    st_["ipv6-address"][0].update(preferred=0)
+    router.set_wan6(text=json.dumps(st_))
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    st = router.status()
+    assert st["mapping"]["ipv4"] == "106.72.63.108" and st["wan6"]["prefix"] == "240b:10:3f6c:d400::/56"
+    assert "pd=240b:10:3f6c:d400::,pdlen=56" in router.read("etc/config/network")
+    assert st["wan6"]["candidates"][0] == {"prefix": "240b:10:3f6c:d400::/56", "source": "ipv6-prefix",
+                                           "supported": True}
+    assert {"prefix": "240b:11:2233:4400::/56", "source": "ipv6-prefix", "deprecated": True,
+            "supported": True} in st["wan6"]["candidates"]
+    assert st["wan6"]["choice"].startswith("preferred lifetime > 0")
 
 
 def test_nothing_written_when_already_applied(router):

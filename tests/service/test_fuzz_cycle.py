@@ -47,8 +47,8 @@ class StubPlatform(Platform):
         return {"tunnel": {"interface": "wan", "up": True, "ipv4": target.mapping.ipv4_text},
                 "firewall": {"backend": "iptables", "health": "present"}}
 
-    def conntrack_text(self):
-        return ""
+    def conntrack_lines(self):
+        return []
 
 
 def make(tmp_path, platform_class=StubPlatform):

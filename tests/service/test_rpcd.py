@@ -56,7 +56,8 @@ def write_doc(run_dir, doc):
 
 
 def test_list(plugin):
-    assert plugin("list") == {"status": {}, "calc": {"prefix": "str"}, "recompute": {}}
+    assert plugin("list") == {"status": {}, "calc": {"prefix": "str"}, "recompute": {}, "adopt": {}, "give_up": {},
+                              "reapply": {}}
 
 
 def test_status_daemon_never_ran(plugin):

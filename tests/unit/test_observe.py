@@ -87,3 +87,71 @@ def test_fuzz_observe_never_raises(status):
 def test_fuzz_parse_json_status(text):
     value, problem = parse_json_status(text)
     assert value is None or isinstance(value, dict)
+
+
+# -- prefix choice (issue 11 point 11): netifd-shaped status, from the recorded dumps -------
+
+def _pd56_with(prefixes, addresses=None):
+    st_ = sample("wan6_status_dhcpv6_pd56.json")
+    st_["ipv6-prefix"] = prefixes
+    if addresses is not None:
+        st_["ipv6-address"] = addresses
+    return st_
+
+
+OLD56 = {"address": "240b:11:2233:4400::", "mask": 56, "preferred": 0, "valid": 6800, "class": "wan6"}
+NEW56 = {"address": "240b:10:3f6c:d400::", "mask": 56, "preferred": 13935, "valid": 13935, "class": "wan6"}
+
+
+def test_renumbering_the_deprecated_prefix_loses_in_either_order():
+    for order in ([OLD56, NEW56], [NEW56, OLD56]):
+        o = observe(_pd56_with(order), supported=lambda t: True)
+        assert o.prefix == "240b:10:3f6c:d400::/56", order
+        d = o.as_dict()
+        assert d["candidates"][0] == {"prefix": "240b:10:3f6c:d400::/56", "source": "ipv6-prefix",
+                                      "supported": True}
+        assert {"prefix": "240b:11:2233:4400::/56", "source": "ipv6-prefix", "deprecated": True,
+                "supported": True} in d["candidates"]
+        assert "preferred lifetime > 0" in d["choice"]
+
+
+def test_a_deprecated_prefix_alone_is_still_used():
+    o = observe(_pd56_with([OLD56], addresses=[]))
+    assert o.prefix == "240b:11:2233:4400::/56"
+    assert o.as_dict()["choice"] == "the only candidate"
+
+
+def test_rogue_ra_address_in_a_covered_range_loses_to_the_delegated_64():
+    # home gateway delegates a /64 (with lifetimes); a rogue RA on the WAN link gives the
+    # router an address in another covered /64
+    pd64 = {"address": "2400:4050:1234:5600::", "mask": 64, "preferred": 3000, "valid": 7000}
+    rogue = {"address": "2400:4050:1234:5700::1", "mask": 64, "preferred": 604800, "valid": 2592000}
+    o = observe(_pd56_with([pd64], addresses=[rogue]), supported=lambda t: True)
+    assert (o.prefix, o.source) == ("2400:4050:1234:5600::/64", "ipv6-prefix")
+    assert "a delegated prefix beats an RA address" in o.as_dict()["choice"]
+    assert [c["source"] for c in o.as_dict()["candidates"]] == ["ipv6-prefix", "ipv6-address"]
+
+
+def test_newest_of_two_live_delegations_wins():
+    a = dict(NEW56, valid=100, preferred=50)
+    b = dict(OLD56, preferred=13000, valid=13935)
+    o = observe(_pd56_with([a, b]))
+    assert o.prefix == "240b:11:2233:4400::/56"
+    assert "longest valid lifetime" in o.as_dict()["choice"]
+
+
+def test_deprecated_ra_address_is_not_the_reported_address():
+    old = {"address": "240b:11:2233:4400::1", "mask": 64, "preferred": 0, "valid": 600}
+    new = {"address": "240b:10:3f6c:d400::1", "mask": 64, "preferred": 600, "valid": 600}
+    o = observe(_pd56_with([], addresses=[old, new]))
+    assert o.prefix == "240b:10:3f6c:d400::1/64"
+    assert o.address == "240b:10:3f6c:d400::1/64"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.permutations([OLD56, NEW56, dict(OLD56, address="240b:11:2233:4500::", mask=64)]),
+       st.permutations([{"address": "240b:11:2233:4400::1", "mask": 64, "preferred": 0, "valid": 50},
+                        {"address": "240b:10:3f6c:d400::1", "mask": 64, "preferred": 50, "valid": 50}]))
+def test_choice_does_not_depend_on_netifd_order(prefixes, addresses):
+    o = observe(_pd56_with(prefixes, addresses=addresses))
+    assert o.prefix == "240b:10:3f6c:d400::/56"

@@ -1,17 +1,21 @@
 """What the line gave wan6, read from netifd's interface status (pure).
 
-`choose_prefix(status)` picks the input for the MAP-E calculation from the dict that
+`observe(status)` picks the input for the MAP-E calculation from the dict that
 `ubus call network.interface.wan6 status` prints (or the `interface.update` notification
-payload, which has the same keys):
+payload, which has the same keys). Every global candidate is ranked, best first, by:
 
-1. a delegated prefix (`ipv6-prefix[]`, mask < 64: DHCPv6-PD /56, a /60 from a home
-   gateway, ...), shortest mask first;
-2. otherwise the router's own global address from the RA (`ipv6-address[]`), as its /64;
-3. otherwise a /64 in `ipv6-prefix[]` (e.g. the dhcpv6 `ip6prefix` user prefix alone).
+1. preferred lifetime > 0 (after a renumbering the old prefix lingers with preferred 0
+   until its valid lifetime ends: it must not win over the new one);
+2. covered by a MAP rule (when a `supported` predicate is given);
+3. origin: a delegated prefix (`ipv6-prefix[]`: DHCPv6-PD /56, a /60 or /64 from a home
+   gateway) before the router's own RA address (`ipv6-address[]`, as its /64; anyone on
+   the WAN link can send an RA), before a /64 in `ipv6-prefix[]` without lifetimes (the
+   static `ip6prefix` user prefix, not from the line);
+4. shorter mask, then longer valid lifetime (the newest of two equal delegations),
+   then netifd's order.
 
-Link-local, ULA, multicast and zero-lifetime entries are never chosen. When a
-`supported` predicate is given, the first candidate it accepts wins (so a prefix no MAP
-rule covers does not hide one that a rule does cover); otherwise the first candidate.
+Link-local, ULA, multicast and zero-valid-lifetime entries are never candidates.
+`candidates_status()` says which were seen and why the first won (status `wan6`).
 Garbage (wrong types, missing keys) never raises: it is skipped and reported in `problems`.
 """
 import ipaddress
@@ -24,7 +28,7 @@ class Observation:
     """wan6 as the daemon needs it. `prefix` is the text handed to mapping.calc()."""
 
     __slots__ = ("interface", "exists", "up", "device", "prefix", "source", "address", "candidates",
-                 "problems")
+                 "seen", "choice", "problems")
 
     def __init__(self, interface):
         self.interface = interface
@@ -35,6 +39,8 @@ class Observation:
         self.source = None
         self.address = None
         self.candidates = []   # [(text, source)] in preference order
+        self.seen = []         # [{"prefix", "source", "deprecated"?, "supported"?}] same order
+        self.choice = None     # why candidates[0] won, English
         self.problems = []     # short English strings about malformed input
 
     def as_dict(self):
@@ -47,6 +53,10 @@ class Observation:
             d["prefix"] = self.prefix
         if self.address:
             d["address"] = self.address
+        if self.seen:
+            d["candidates"] = [dict(c) for c in self.seen]
+        if self.choice:
+            d["choice"] = self.choice
         if self.problems:
             d["problems"] = list(self.problems)
         return d
@@ -61,7 +71,13 @@ def _global(addr):
                 or addr.is_loopback or addr.is_reserved)
 
 
+def _lifetime(entry, key):
+    value = entry.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _entries(status, key, problems):
+    """[(address, mask, preferred or None, valid or None)] of the global, unexpired entries."""
     value = status.get(key, [])
     if value is None:
         return []
@@ -86,18 +102,56 @@ def _entries(status, key, problems):
         if not 0 < mask <= 128:
             problems.append("%s[%d]: mask %r out of range" % (key, i, mask))
             continue
-        valid = entry.get("valid")
-        if isinstance(valid, int) and not isinstance(valid, bool) and valid <= 0:
+        valid = _lifetime(entry, "valid")
+        if valid is not None and valid <= 0:
             continue
         if not _global(addr):
             continue
-        out.append((addr, mask))
+        out.append((addr, mask, _lifetime(entry, "preferred"), valid))
     return out
 
 
 def _str(status, key):
     value = status.get(key)
     return value if isinstance(value, str) and value else None
+
+
+# origin ranks (rule 3 of the module docstring)
+_DELEGATED, _RA, _STATIC64 = 0, 1, 2
+_FOREVER = 1 << 62   # no lifetime given (static): never expires
+
+
+def _candidates(prefixes, addresses):
+    """[(text, source, rank, mask, preferred, valid)] before ranking, netifd's order."""
+    out = []
+    for addr, mask, preferred, valid in prefixes:
+        if mask > 64:
+            continue
+        text = str(ipaddress.IPv6Network((int(addr), mask), strict=False))
+        static = mask == 64 and preferred is None and valid is None
+        out.append((text, SOURCE_PREFIX, _STATIC64 if static else _DELEGATED, mask, preferred, valid))
+    for addr, mask, preferred, valid in addresses:
+        if mask <= 64 or mask == 128:
+            out.append(("%s/64" % addr, SOURCE_ADDRESS, _RA, 64, preferred, valid))
+    return out
+
+
+def _why(best, others, supported_known):
+    """One English sentence: why ``best`` beat the rest (rank tuples as built in observe())."""
+    if not others:
+        return "the only candidate"
+    reasons = []
+    if not best["deprecated"] and any(o["deprecated"] for o in others):
+        reasons.append("preferred lifetime > 0 (deprecated prefixes lose)")
+    if supported_known and best["supported"] and any(not o["supported"] for o in others):
+        reasons.append("covered by a MAP rule")
+    if best["rank"] == _DELEGATED and any(o["rank"] != _DELEGATED for o in others):
+        reasons.append("a delegated prefix beats an RA address")
+    elif best["rank"] == _RA and any(o["rank"] == _STATIC64 for o in others):
+        reasons.append("the RA address beats a static /64 user prefix")
+    if any(o["rank"] == best["rank"] and o["deprecated"] == best["deprecated"] for o in others):
+        reasons.append("shortest mask, then longest valid lifetime among equals")
+    return "; ".join(reasons) or "first in netifd's order"
 
 
 def observe(status, interface="wan6", supported=None):
@@ -116,35 +170,32 @@ def observe(status, interface="wan6", supported=None):
     problems = obs.problems
     prefixes = _entries(status, "ipv6-prefix", problems)
     addresses = _entries(status, "ipv6-address", problems)
-    candidates = []
-    for addr, mask in sorted((p for p in prefixes if p[1] < 64), key=lambda p: p[1]):
-        net = ipaddress.IPv6Network((int(addr), mask), strict=False)
-        candidates.append((str(net), SOURCE_PREFIX))
-    for addr, mask in addresses:
-        if mask <= 64 or mask == 128:
-            candidates.append(("%s/64" % addr, SOURCE_ADDRESS))
-    for addr, mask in prefixes:
-        if mask == 64:
-            candidates.append((str(ipaddress.IPv6Network((int(addr), 64), strict=False)), SOURCE_PREFIX))
+    ranked = []
     seen = set()
-    unique = []
-    for text, source in candidates:
-        if text not in seen:
-            seen.add(text)
-            unique.append((text, source))
-    obs.candidates = unique
-    if addresses:
-        obs.address = "%s/%d" % (addresses[0][0], addresses[0][1])
-    chosen = None
-    if supported is not None:
-        for text, source in unique:
-            if supported(text):
-                chosen = (text, source)
-                break
-    if chosen is None and unique:
-        chosen = unique[0]
-    if chosen:
-        obs.prefix, obs.source = chosen
+    for n, (text, source, rank, mask, preferred, valid) in enumerate(_candidates(prefixes, addresses)):
+        if text in seen:
+            continue
+        seen.add(text)
+        c = {"text": text, "source": source, "rank": rank, "deprecated": preferred == 0,
+             "supported": bool(supported(text)) if supported is not None else True}
+        c["key"] = (c["deprecated"], not c["supported"], rank, mask,
+                    -(valid if valid is not None else _FOREVER), n)
+        ranked.append(c)
+    ranked.sort(key=lambda c: c["key"])
+    obs.candidates = [(c["text"], c["source"]) for c in ranked]
+    for c in ranked:
+        entry = {"prefix": c["text"], "source": c["source"]}
+        if c["deprecated"]:
+            entry["deprecated"] = True
+        if supported is not None:
+            entry["supported"] = c["supported"]
+        obs.seen.append(entry)
+    live = [a for a in addresses if a[2] != 0] or addresses
+    if live:
+        obs.address = "%s/%d" % (live[0][0], live[0][1])
+    if ranked:
+        obs.prefix, obs.source = ranked[0]["text"], ranked[0]["source"]
+        obs.choice = _why(ranked[0], ranked[1:], supported is not None)
     return obs
 
 

@@ -9,6 +9,7 @@ The values come from mape.core.network (the one place that knows them). mape-py 
   interface and its zone entry, removed when the saved original config did not have them.
 Nothing else is touched; an empty plan means nothing is written (flash wear).
 """
+from mape.core import ownership
 from mape.core.network import WAN_IGNORED, wan_options
 from mape.core.ucifile import parse
 
@@ -23,7 +24,7 @@ class Desired:
     plus the firewall zone requirements and what it must remove."""
 
     __slots__ = ("sections", "zone", "zone_networks", "zone_options", "deletes", "drop_sections",
-                 "zone_drop_networks")
+                 "zone_drop_networks", "names")
 
     def __init__(self):
         self.sections = []            # [(package, section, type, [(option, value)])]
@@ -33,6 +34,7 @@ class Desired:
         self.deletes = []             # [(package, section, option)] that must not exist
         self.drop_sections = []       # [(package, section)] to delete if mape-py created them
         self.zone_drop_networks = []  # networks to take out of the zone if mape-py added them
+        self.names = None             # the settings' interface/zone names (core.ownership)
 
     def as_status(self):
         """{"network.wan": {...}, ...} for the status document."""
@@ -48,6 +50,7 @@ class Desired:
 
 def desired_state(mapping, settings):
     d = Desired()
+    d.names = ownership.names_of(settings)
     d.sections.append(("network", settings.wan_iface, "interface",
                        wan_options(mapping, mtu=settings.mtu, tunlink=settings.wan6_iface)))
     for option in WAN_IGNORED:
@@ -163,7 +166,10 @@ def _added_by_us(names, zone_original):
 
 def make_plan(desired, current, original=None):
     """Plan from Desired, {package: [Section]} (what `uci export` shows now) and the
-    original configs saved before mape-py's first change (None: none saved yet)."""
+    original configs saved before mape-py's first change (None: none saved yet).
+    Raises ownership.NotOurs when a name in the settings belongs to something else."""
+    if desired.names is not None:
+        ownership.check(desired.names, current)
     plan = Plan()
     for package, name, type_, options in desired.sections:
         sections = current.get(package, [])

@@ -64,6 +64,10 @@ class Platform:
         the commit failed, timed out or never ran). Raises MapeError."""
         self.activate(settings)
 
+    def record_written(self, target, settings):
+        """Remember the owned values, now in the config, to notice manual edits later
+        (core.held); called after an apply and whenever nothing was pending."""
+
     def verify(self, target, settings, timeout):
         """True when the tunnel is up with the expected IPv4 within ``timeout`` seconds."""
         return True
@@ -86,18 +90,24 @@ class Platform:
         """[{code, message}] about the system (offload, ...)."""
         return []
 
-    def conntrack_text(self):
-        """Text of /proc/net/nf_conntrack (or `conntrack -L`), '' when unavailable."""
-        text = self.system.read("/proc/net/nf_conntrack", limit=16 << 20)
-        if text is not None:
-            return text
+    def conntrack_lines(self):
+        """Lines of /proc/net/nf_conntrack, streamed (65k entries are 16 MB: never read
+        whole), else of `conntrack -L`; nothing when unavailable."""
+        try:
+            f = open(self.system.path("/proc/net/nf_conntrack"), encoding="utf-8", errors="replace")
+        except OSError:
+            f = None
+        if f is not None:
+            with f:
+                yield from f
+            return
         if self.system.root not in ("", "/"):
-            return ""
+            return
         try:
             _, out, _ = self.system.run(["conntrack", "-L"], check=False, timeout=10)
-            return out
         except Exception:
-            return ""
+            return
+        yield from out.splitlines()
 
 
 def wait_until(predicate, timeout, interval=1.0, clock=time.monotonic, sleep=time.sleep):

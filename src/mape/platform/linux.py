@@ -442,11 +442,13 @@ class Linux(Platform):
 
 
 def _signature(status):
-    """observe() output without lifetimes: equal signatures = nothing to recompute."""
+    """observe() input without lifetimes, but with deprecation (preferred 0 changes the
+    choice): equal signatures = nothing to recompute."""
     if status is None:
         return None
-    return (status.get("up"), tuple(sorted((a["address"], a["mask"]) for a in status.get("ipv6-address", []))),
-            tuple(sorted((p["address"], p["mask"]) for p in status.get("ipv6-prefix", []))))
+    return (status.get("up"),
+            tuple(sorted((a["address"], a["mask"], a.get("preferred") == 0) for a in status.get("ipv6-address", []))),
+            tuple(sorted((p["address"], p["mask"], p.get("preferred") == 0) for p in status.get("ipv6-prefix", []))))
 
 
 def _norm6(text):

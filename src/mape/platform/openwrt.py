@@ -26,6 +26,7 @@ from mape.shell.ubus import Ubus, classify, event_processes
 STATE_DIR = "/etc/mape-py"
 DELTA_DIR = "/tmp/.uci"   # the uci CLI's save dir: uncommitted `uci set` changes live here
 JOURNAL = STATE_DIR + "/journal"
+WRITTEN = STATE_DIR + "/written"   # what mape-py last wrote (core.held): manual edits are noticed
 PACKAGES = ("network", "firewall")
 HEALTHY = 60   # seconds an event child must have run for its exit to reset the restart back-off
 
@@ -162,7 +163,34 @@ class OpenWrt(Platform):
         return self.system.read(self._config(package)) or ""
 
     def pending(self, target, settings):
-        return make_plan(target.uci, self.current(settings), self._originals() or None).changes
+        current = self.current(settings)
+        changes = make_plan(target.uci, current, self._originals() or None).changes
+        if changes:
+            self._check_held(target, current)
+        return changes
+
+    # -- manual edits (core.held) -------------------------------------------------------
+    def _check_held(self, target, current):
+        """Raise Held when an owned value was changed by someone else since we wrote it."""
+        from mape.core import held as held_mod
+
+        text = self.system.read(WRITTEN)
+        try:
+            recorded = json.loads(text) if text else None
+        except ValueError:
+            recorded = None
+        found = held_mod.changed_by_others(recorded, held_mod.owned_values(target.uci, current),
+                                           held_mod.owned_values(target.uci))
+        if found:
+            raise held_mod.Held(found)
+
+    def record_written(self, target, settings):
+        """Record the owned values (they are in the config now); no write when unchanged."""
+        from mape.core.held import owned_values
+
+        text = json.dumps(owned_values(target.uci), sort_keys=True) + "\n"
+        if self.system.read(WRITTEN) != text:
+            self.system.write_atomic(WRITTEN, text)
 
     # -- the transaction -------------------------------------------------------------
     def _config(self, package):

@@ -19,6 +19,11 @@
 var callStatus = rpc.declare({ object: 'mape', method: 'status' });
 var callCalc = rpc.declare({ object: 'mape', method: 'calc', params: [ 'prefix' ] });
 var callRecompute = rpc.declare({ object: 'mape', method: 'recompute' });
+/* a manual edit the daemon holds off for (state "held"): the three ways out */
+var callAdopt = rpc.declare({ object: 'mape', method: 'adopt' });
+var callGiveUp = rpc.declare({ object: 'mape', method: 'give_up' });
+var callReapply = rpc.declare({ object: 'mape', method: 'reapply' });
+var mayWrite = true;
 /* May this login call a method? (rpcd's ACL: "Recompute now" needs the write part) */
 var callAccess = rpc.declare({ object: 'session', method: 'access', params: [ 'scope', 'object', 'function' ],
 	expect: { access: false } });
@@ -107,6 +112,9 @@ function stateInfo(st) {
 			_('The line\'s IPv6 prefix belongs to no known MAP-E provider. If your provider is not listed, enter its rule under "Custom MAP rule".') ];
 	case 'error':
 		return [ 'red', _('MAP-E failed'), null ];
+	case 'held':
+		return [ 'amber', _('Holding off: a setting mape-py manages was changed by someone else'),
+			_('Nothing is written until you choose below.') ];
 	case 'disabled':
 		return [ 'grey', _('Disabled in the settings'), null ];
 	case 'stopped':
@@ -314,6 +322,9 @@ function renderStatus(st) {
 			]);
 		})));
 
+	if (st.state == 'held' && Array.isArray(st.held) && st.held.length)
+		out.push(renderHeld(st.held));
+
 	if (L.isObject(st.last_error) && st.last_error.message)
 		out.push(E('div', { 'class': 'alert-message error mape-last-error' }, [
 			E('strong', {}, [ _('Last error') + ' (' + fmtTime(st.last_error.time) + '): ' ]),
@@ -340,6 +351,57 @@ function renderStatus(st) {
 	}
 
 	return out;
+}
+
+function heldValue(v) {
+	return (v == null) ? _('(unset)') : '\'' + v + '\'';
+}
+
+function heldAction(call, what) {
+	return call().then(function(res) {
+		if (L.isObject(res) && res.ok)
+			ui.addNotification(null, E('p', {}, [ res.message || what ]), 'info');
+		else
+			ui.addNotification(null, E('p', {}, [ _('%s failed: %s').format(what,
+				L.isObject(res) ? (res.error || '?') : _('ubus error %d').format(res)) ]), 'error');
+	}, function(err) {
+		ui.addNotification(null, E('p', {}, [ _('%s failed: %s').format(what, errorText(err)) ]), 'error');
+	});
+}
+
+function renderHeld(held) {
+	var adoptable = held.every(function(h) { return !!h.setting; });
+	function button(id, label, call, title) {
+		return E('button', {
+			'class': 'cbi-button cbi-button-action', 'id': id, 'title': title,
+			'disabled': (mayWrite && (id != 'mape-adopt' || adoptable)) ? null : true,
+			'click': ui.createHandlerFn(this, function() { return heldAction(call, label); })
+		}, [ label ]);
+	}
+	return E('div', { 'class': 'alert-message warning mape-held' }, [
+		E('strong', {}, [ _('Changed by someone else since mape-py wrote it:') ]),
+		E('table', { 'class': 'table' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, [ _('Option') ]),
+				E('th', { 'class': 'th' }, [ _('Now') ]),
+				E('th', { 'class': 'th' }, [ _('mape-py wrote') ])
+			])
+		].concat(held.map(function(h) {
+			return E('tr', { 'class': 'tr', 'data-option': h.option }, [
+				E('td', { 'class': 'td' }, [ h.option ]),
+				E('td', { 'class': 'td' }, [ heldValue(h.now) ]),
+				E('td', { 'class': 'td' }, [ heldValue(h.written) ])
+			]);
+		}))),
+		E('div', {}, [
+			button('mape-adopt', _('Adopt the new value'), callAdopt,
+				adoptable ? _('Make it the mape-py setting (e.g. the MTU)') : _('Only the MTU can become a mape-py setting')),
+			' ',
+			button('mape-give-up', _('Stop managing MAP-E'), callGiveUp, _('Sets "enabled" to 0; your edit stays')),
+			' ',
+			button('mape-reapply', _('Re-apply mape-py\'s values'), callReapply, _('Overwrites your edit'))
+		])
+	]);
 }
 
 function renderPorts(st) {
@@ -598,6 +660,7 @@ return view.extend({
 			L.resolveDefault(callAccess('ubus', 'mape', 'recompute'), true)
 		]).then(L.bind(function(res) {
 			this.mayRecompute = (res[2] !== false);
+			mayWrite = this.mayRecompute;
 			return res[0];
 		}, this));
 	},

@@ -30,6 +30,7 @@ function state(st) {
 	case 'waiting-for-wan6': return [ 'amber', _('Waiting for the IPv6 uplink') ];
 	case 'unsupported-prefix': return [ 'red', _('No MAP-E rule for this IPv6 prefix') ];
 	case 'error': return [ 'red', _('MAP-E failed') ];
+	case 'held': return [ 'amber', _('Holding off: a setting mape-py manages was changed by someone else') ];
 	case 'disabled': return [ 'grey', _('Disabled in the settings') ];
 	default: return [ 'grey', _('Unknown state "%s"').format(st.state || '?') ];
 	}
