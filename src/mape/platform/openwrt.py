@@ -130,8 +130,7 @@ class OpenWrt(Platform):
         """{package: [Section]} as `uci export` shows them, committed (InputError on garbage)."""
         for pkg in PACKAGES:   # staged by a run killed between batch and commit
             self.uci.discard(pkg)
-        self._exports = {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
-        return self._exports
+        return {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
 
     def _originals(self):
         """{package: [Section]} saved before mape-py's first change (empty: none saved)."""
@@ -143,7 +142,8 @@ class OpenWrt(Platform):
         return original
 
     def pending(self, target, settings):
-        return make_plan(target.uci, self.current(settings), self._originals() or None).changes
+        self._exports = self.current(settings)   # for the apply() right after
+        return make_plan(target.uci, self._exports, self._originals() or None).changes
 
     # -- the transaction -------------------------------------------------------------
     def _config(self, package):
@@ -398,7 +398,6 @@ class OpenWrt(Platform):
         changed = []
         if original:
             plan = self._plan(lambda live: undo_plan(settings, original, live), settings)
-            self._exports = None
             if not plan.empty:
                 self._transaction(plan, settings)
                 changed = list(plan.packages)

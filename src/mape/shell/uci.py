@@ -87,6 +87,7 @@ class PrivateUci(Uci):
         except OSError:
             pass
         os.makedirs(os.path.dirname(link), mode=0o700, exist_ok=True)
+        os.makedirs(self.system.path(SAVE_DIR), mode=0o700, exist_ok=True)   # libuci makes one level only
         os.symlink(want, link)
 
     def _rename(self, text):
