@@ -302,7 +302,7 @@ def undo_plan(settings, saved, current, exact=False):
     plan = Plan()
     net_o, net_c = saved.get("network", []), current.get("network", [])
     wan_c = _find(net_c, settings.wan_iface)
-    if wan_c is not None:
+    if wan_c is not None and "network" in saved:   # a firewall-only backup says nothing about wan
         _restore_options(plan, "network.%s" % settings.wan_iface, WAN_OWNED, _find(net_o, settings.wan_iface), wan_c)
     pd_o, pd_c = _find(net_o, settings.wan6pd_iface), _find(net_c, settings.wan6pd_iface)
     if pd_c is not None and pd_o is None:
