@@ -86,6 +86,28 @@ def test_rollback_keeps_edits_committed_meanwhile_and_staged_ones(profile, fresh
             assert mode(r, "/etc/mape-py/%s/%s" % (d, name)) == 0o600, (d, name)
 
 
+@pytest.mark.parametrize("profile", C.PROFILES)
+def test_staged_changes_of_others_stay_staged_across_the_daemons_commit(profile, fresh_router):
+    """The user stages network.lan.ipaddr and a new network.guest with the CLI (/tmp/.uci);
+    the daemon then commits a change of its own to network (the MTU, from /etc/config/mape);
+    the staged changes are neither committed nor reverted by it, and the user's own commit
+    afterwards has both theirs and the daemon's."""
+    r = fresh_router(profile, "pd56", C.NO_ROLLBACK)
+    assert uci_get(r, "network.wan.proto") == "map", r.explain()
+    r.bed.sh("uci set network.lan.ipaddr='192.168.66.1'; uci set network.guest=interface; "
+             "uci set network.guest.proto='none'")
+    staged = r.bed.sh("uci changes network")
+    r.bed.sh("uci set mape.config.mtu='1454'; uci commit mape; /etc/init.d/mape-py reload")
+    assert wait(r, "the daemon's commit", lambda: "option mtu '1454'" in r.bed.read("/etc/config/network", "")), \
+        json.dumps(r.status())
+    net = r.bed.read("/etc/config/network")
+    assert "192.168.66.1" not in net and "guest" not in net, "the daemon committed the user's staged changes"
+    assert r.bed.sh("uci changes network") == staged, "the user's staged changes were touched"
+    r.bed.sh("uci commit network")
+    assert uci_get(r, "network.lan.ipaddr") == "192.168.66.1" and uci_get(r, "network.guest.proto") == "none"
+    assert uci_get(r, "network.wan.mtu") == "1454"
+
+
 # -- the zone, with the real uci outside a bed ---------------------------------------------
 def real_uci(profile, tmp_path):
     """A `uci` wrapper running the profile's built uci on this host (LD_LIBRARY_PATH)."""
