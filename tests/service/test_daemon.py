@@ -339,3 +339,23 @@ def test_remove_waits_for_the_stopping_daemon(router):
     out, err = q.communicate(timeout=60)
     assert q.returncode == 0, err
     assert out == "restored: network, firewall\n"
+
+
+def test_file_modes_are_kept_and_copies_are_private(router):
+    """A 0600 /etc/config/network stays 0600 through apply and rollback; /etc/mape-py (the
+    copies may hold PPPoE passwords, WireGuard keys) is 0700 and its copies 0600, also for
+    an install whose earlier version left them world-readable (the bed test checks the same
+    with the real uci)."""
+    os.makedirs(router.path("etc/mape-py/original"), mode=0o755)
+    router.write("etc/mape-py/original/firewall", open(os.path.join(SDATA, "firewall.initial")).read())
+    os.chmod(router.path("etc/mape-py/original/firewall"), 0o644)
+    os.chmod(router.path("etc/config/network"), 0o600)
+    router.write("scenario/tunnel_fail", "")
+    p = router.once()
+    assert "previous configuration restored" in p.stderr, p.stderr
+    mode = lambda rel: oct(os.stat(router.path(rel)).st_mode & 0o777)  # noqa: E731
+    assert mode("etc/config/network") == "0o600"
+    assert mode("etc/mape-py") == "0o700"
+    for d in ("original", "backup"):
+        for name in os.listdir(router.path("etc/mape-py/" + d)):
+            assert mode("etc/mape-py/%s/%s" % (d, name)) == "0o600", (d, name)
