@@ -73,7 +73,10 @@ class System:
             if mode is None and old is not None:
                 os.chmod(tmp, old.st_mode & 0o7777)
                 if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                    os.chown(tmp, old.st_uid, old.st_gid)
+                    try:
+                        os.chown(tmp, old.st_uid, old.st_gid)
+                    except PermissionError:   # not root: the mode is what matters
+                        pass
             else:
                 os.chmod(tmp, 0o644 if mode is None else mode)
             os.replace(tmp, real)
