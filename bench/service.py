@@ -80,7 +80,7 @@ def _in_process(rounds, root):
             if spent["commit_at"] is None:
                 spent["sub"] += now - t
                 spent["calls"] += 1
-                if argv[1:3] == ["commit", "network"]:
+                if argv[-2:-1] == ["commit"] and argv[-1].endswith("network"):   # uci [-c .. -t ..] commit
                     spent["commit_at"] = now
     system.run = run
     platform = OpenWrt(system)

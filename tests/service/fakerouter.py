@@ -16,6 +16,13 @@ DATA = os.path.join(TOP, "tests", "data")
 SDATA = os.path.join(HERE, "data")
 
 
+def firewall_initial(named=False):
+    """firewall.initial; ``named``: its wan zone with the section name mape-py gives it."""
+    with open(os.path.join(SDATA, "firewall.initial")) as f:
+        text = f.read()
+    return text.replace("config zone\n\toption name 'wan'", "config zone 'wan'\n\toption name 'wan'") if named else text
+
+
 class Router:
     def __init__(self, root):
         self.root = str(root)

@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 
-from fakerouter import SDATA
+from fakerouter import SDATA, firewall_initial
 
 with open(os.path.join(SDATA, "batch_pd56.txt")) as f:
     BATCH_PD56 = f.read()
+# the stock wan zone is anonymous: it gets a section name first (a batch of its own, checked
+# before it is committed), so that no batch addresses it by an index another tool can shift
+NAME_ZONE = "rename firewall.@zone[1]='wan'\n"
 
 APPLY_CALLS = ["uci commit network", "uci commit firewall", "network reload", "firewall reload"]
 
@@ -21,8 +24,9 @@ def lines(router):
 def test_pd56_first_run_writes_exact_batch_commits_reloads(router):
     p = router.once()
     assert p.returncode == 0, p.stderr
-    assert router.batches() == [BATCH_PD56]
+    assert router.batches() == [NAME_ZONE, BATCH_PD56]
     calls = lines(router)
+    calls = calls[max(i for i, c in enumerate(calls) if c == "uci batch <<"):]
     idx = [calls.index(c) for c in APPLY_CALLS]
     assert idx == sorted(idx)
     assert "iptables-restore -w --noflush <<" in router.calls()
@@ -61,7 +65,7 @@ def test_ra64_uses_the_address_and_gives_the_same_config(router):
     assert st["wan6"]["source"] == "ipv6-address"
     assert st["wan6"]["prefix"] == "240b:11:2233:4400:a00:27ff:fe12:3456/64"
     assert st["mapping"]["ipv4"] == "106.73.34.51"
-    assert router.batches() == [BATCH_PD56]
+    assert router.batches() == [NAME_ZONE, BATCH_PD56]
 
 
 def test_renumbered_line_uses_the_new_prefix_not_the_deprecated_one(router):
@@ -136,7 +140,7 @@ def test_rollback_when_the_tunnel_does_not_come_up(router):
     assert p.returncode == 1
     assert "did not come up with 106.73.34.51" in p.stderr
     assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
-    assert router.read("etc/config/firewall") == open(os.path.join(SDATA, "firewall.initial")).read()
+    assert router.read("etc/config/firewall") == firewall_initial(named=True)  # the name stays
     calls = lines(router)
     assert calls.count("network reload") == 2 and calls.count("firewall reload") == 2
     st = router.status()
@@ -147,24 +151,33 @@ def test_rollback_when_the_tunnel_does_not_come_up(router):
 
 
 def test_uci_commit_failure_leaves_the_old_config(router):
+    router.write("etc/config/firewall", firewall_initial(named=True))  # commit-firewall of the change itself
     os.makedirs(router.path("fail"))
     router.write("fail/commit-firewall", "")
     p = router.once()
     assert p.returncode == 1
     assert router.read("etc/config/network") == open(os.path.join(SDATA, "network.initial")).read()
-    assert router.read("etc/config/firewall") == open(os.path.join(SDATA, "firewall.initial")).read()
+    assert router.read("etc/config/firewall") == firewall_initial(named=True)
     assert "reload" not in router.calls()
     st = router.status()
     assert st["state"] == "error" and "apply failed: uci commit firewall failed" in st["last_error"]["message"]
     assert router.read("etc/mape-py/journal") is None
 
 
-def test_stale_cli_deltas_are_reverted_not_committed(router):
-    router.write("tmp/.uci/network", "network.lan.ipaddr='10.9.9.9'\n")
+def test_other_tools_staged_changes_stay_staged(router):
+    """Deltas another tool staged in /tmp/.uci are not the daemon's: it neither commits nor
+    reverts them (tests/openwrt/test_faults.py shows it with the real uci)."""
+    staged = "network.lan.ipaddr='10.9.9.9'\nnetwork.guest='interface'\n"
+    router.write("tmp/.uci/network", staged)
     p = router.once()
     assert p.returncode == 0, p.stderr
     assert "10.9.9.9" not in router.read("etc/config/network")
-    assert "reverting uncommitted uci changes to network" in p.stderr
+    assert "option proto 'map'" in router.read("etc/config/network")
+    assert router.read("tmp/.uci/network") == staged
+    assert "revert" not in p.stderr
+    subprocess.run(["uci", "commit", "network"], env=router.env(), check=True)
+    net = router.read("etc/config/network")
+    assert "option ipaddr '10.9.9.9'" in net and "config interface 'guest'" in net and "option proto 'map'" in net
 
 
 def test_garbage_in_etc_config_mape_keeps_defaults_and_says_so(router):
@@ -192,7 +205,7 @@ def test_settings_drive_names_and_mtu(router):
                                     "\toption verify_timeout '3'\n")
     p = router.once()
     assert p.returncode == 0, p.stderr
-    batch = router.batches()[0]
+    batch = router.batches()[-1]
     assert "set network.wan.tunlink='wan6'\n" in batch and "set network.wan.mtu='1454'\n" in batch
     assert "wan6pd" not in batch.replace("tunlink='wan6'", "")
 
@@ -258,7 +271,7 @@ def test_remove_undoes_only_what_mape_py_owns(router):
         "set network.wan.proto='dhcp'\n"
         "delete network.wan.maptype\ndelete network.wan.rule\n"
         "delete network.wan.legacymap\ndelete network.wan.mtu\ndelete network.wan.tunlink\n"
-        "delete firewall.@zone[1].mtu_fix\n"]
+        "delete firewall.wan.mtu_fix\n"]
     expected_net = open(os.path.join(SDATA, "network.initial")).read().replace(
         "option ipaddr '192.168.8.1'", "option ipaddr '192.168.50.1'")
     assert router.read("etc/config/network") == expected_net
@@ -294,7 +307,7 @@ def test_unreadable_network_config_is_an_error_not_an_empty_config(router):
     assert p.returncode == 1
     assert router.batches() == []
     st = router.status()
-    assert st["state"] == "error" and "uci -q export failed" in st["last_error"]["message"]
+    assert st["state"] == "error" and "uci export network failed" in st["last_error"]["message"]
 
 
 def test_no_rollback_when_disabled_and_netifd_errors_shown(router):
@@ -354,3 +367,23 @@ def test_remove_waits_for_the_stopping_daemon(router):
     out, err = q.communicate(timeout=60)
     assert q.returncode == 0, err
     assert out == "restored: network, firewall\n"
+
+
+def test_file_modes_are_kept_and_copies_are_private(router):
+    """A 0600 /etc/config/network stays 0600 through apply and rollback; /etc/mape-py (the
+    copies may hold PPPoE passwords, WireGuard keys) is 0700 and its copies 0600, also for
+    an install whose earlier version left them world-readable (the bed test checks the same
+    with the real uci)."""
+    os.makedirs(router.path("etc/mape-py/original"), mode=0o755)
+    router.write("etc/mape-py/original/firewall", open(os.path.join(SDATA, "firewall.initial")).read())
+    os.chmod(router.path("etc/mape-py/original/firewall"), 0o644)
+    os.chmod(router.path("etc/config/network"), 0o600)
+    router.write("scenario/tunnel_fail", "")
+    p = router.once()
+    assert "previous configuration restored" in p.stderr, p.stderr
+    mode = lambda rel: oct(os.stat(router.path(rel)).st_mode & 0o777)  # noqa: E731
+    assert mode("etc/config/network") == "0o600"
+    assert mode("etc/mape-py") == "0o700"
+    for d in ("original", "backup"):
+        for name in os.listdir(router.path("etc/mape-py/" + d)):
+            assert mode("etc/mape-py/%s/%s" % (d, name)) == "0o600", (d, name)

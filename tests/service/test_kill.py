@@ -6,9 +6,17 @@ import signal
 
 import pytest
 
-from fakerouter import SDATA, Router, alive
+from fakerouter import SDATA, Router, alive, firewall_initial
 
-OLD = (open(os.path.join(SDATA, "network.initial")).read(), open(os.path.join(SDATA, "firewall.initial")).read())
+# the wan zone already has its section name (else the first batch and commit would be
+# naming it, and the kills would not reach the change itself)
+OLD = (open(os.path.join(SDATA, "network.initial")).read(), firewall_initial(named=True))
+
+
+@pytest.fixture
+def router(router):
+    router.write("etc/config/firewall", OLD[1])
+    return router
 
 STEPS = ["batch", "commit-network", "commit-firewall", "reload-network", "reload-firewall",
          "ubus-call-network.interface.wan"]
@@ -17,6 +25,7 @@ STEPS = ["batch", "commit-network", "commit-firewall", "reload-network", "reload
 @pytest.fixture(scope="module")
 def new_config(tmp_path_factory):
     r = Router(tmp_path_factory.mktemp("clean") / "root")
+    r.write("etc/config/firewall", OLD[1])
     p = r.once()
     assert p.returncode == 0, p.stderr
     return (r.read("etc/config/network"), r.read("etc/config/firewall"))
@@ -61,13 +70,13 @@ def test_killed_again_during_the_recovery(router, new_config):
     router.kill_hard(p)
     os.unlink(router.path("hang/commit-firewall"))
     # the next start is killed in the middle of putting the backups back
-    router.write("hang/revert-firewall", "")
+    router.write("hang/commit-network", "")  # the undo batch commits network
     router.set_wan6(None)
     p = router.start()
-    router.wait_for(lambda: os.path.exists(router.path("reached/revert-firewall")), what="revert during recovery")
+    router.wait_for(lambda: os.path.exists(router.path("reached/commit-network")), what="undo during recovery")
     assert "rolling-back" in router.read("etc/mape-py/journal")
     router.kill_hard(p)
-    os.unlink(router.path("hang/revert-firewall"))
+    os.unlink(router.path("hang/commit-network"))
     r = router.once()
     assert "Traceback" not in r.stderr
     assert pair(router) == OLD

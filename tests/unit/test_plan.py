@@ -2,7 +2,7 @@
 import os
 
 from mape.core.mapping import calc
-from mape.core.plan import Target, desired_state, make_plan, parse_export, quote
+from mape.core.plan import Target, desired_state, make_plan, name_zone, parse_export, quote, undo_plan
 from mape.core.rules import load_table
 from mape.core.observe import observe
 from mape.settings import Settings
@@ -58,7 +58,14 @@ OLD_FIREWALL = "config zone\n\toption name 'wan'\n\tlist network 'wan'\n\tlist n
 
 
 def test_exact_batch_from_the_initial_config():
-    p = plan_for()
+    with open(os.path.join(SDATA, "firewall.initial")) as f:
+        firewall = f.read()
+    # the platform names the anonymous zone first (name_zone), then plans against that
+    command, name = name_zone(parse_export(firewall, "firewall"), "wan")
+    assert (command, name) == ("rename firewall.@zone[1]='wan'", "wan")
+    named = firewall.replace("config zone\n\toption name 'wan'", "config zone 'wan'\n\toption name 'wan'")
+    assert name_zone(parse_export(named, "firewall"), "wan") == (None, None)
+    p = plan_for(cur=current(firewall=named))
     with open(os.path.join(SDATA, "batch_pd56.txt")) as f:
         assert p.batch_text() == f.read()
     assert p.packages == ["network", "firewall"]  # the zone lacks mtu_fix (MSS clamping)
@@ -173,3 +180,22 @@ def test_undo_plan_deletes_a_wan6pd_mape_py_created():
     text = p.batch_text()
     assert "delete network.wan6pd\n" in text and "del_list firewall.@zone[0].network='wan6pd'\n" in text
     assert "set network.wan.proto='dhcp'\n" in text
+
+
+def test_rollback_plan_puts_back_only_the_owned_values_of_the_backup():
+    """undo_plan(exact): from the backup of one transaction (the wan6pd layout of mape-py
+    < 0.2), on a live config that the transaction changed and others edited meanwhile: wan's
+    owned options, the deleted wan6pd and its zone entry come back, the other edits stay."""
+    backup = current(OLD_NETWORK, OLD_FIREWALL)
+    live = current("config interface 'lan'\n\toption ipaddr '192.168.77.1'\n\n"
+                   "config interface 'wan'\n\toption device 'eth1'\n\toption proto 'map'\n"
+                   "\toption rule '%s'\n\toption tunlink 'wan6'\n" % RULE_PD56,
+                   "config zone 'wan'\n\toption name 'wan'\n\tlist network 'wan'\n"
+                   "\toption masq '1'\n\toption mtu_fix '1'\n\toption input 'ACCEPT'\n")
+    text = undo_plan(Settings(), backup, live, exact=True).batch_text()
+    assert "set network.wan6pd=interface\n" in text and "set network.wan.tunlink='wan6pd'\n" in text
+    assert "delete network.wan.rule\n" in text and "set network.wan.ipaddr='106.72.0.0'\n" in text
+    assert "add_list firewall.wan.network='wan6pd'\n" in text
+    assert "lan" not in text and "input" not in text and "device" not in text.replace("network.wan6pd.device", "")
+    # a firewall-only backup leaves network alone
+    assert undo_plan(Settings(), {"firewall": backup["firewall"]}, live, exact=True).packages == ["firewall"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mape.core.errors import RuleError
+from mape.core.errors import InputError, RuleError
 from mape.core.mapping import calc
 from mape.core.rules import load_table, parse_user_rule
 from mape.core.ucifile import parse
@@ -107,22 +107,23 @@ def test_bad_user_rules_say_what_is_wrong(options, words):
     assert "\n" not in str(e.value)
 
 
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+@pytest.mark.parametrize("text, sections", [
+    # a legal multi-line quoted value (a rule's description), as libuci reads it
+    ("config rule 'r'\n\toption description 'line one\nline two'\n\toption x 'y'\n",
+     [("rule", "r", {"description": "line one\nline two", "x": "y"})]),
+    ('config rule\n\toption d "a\\"b\\\\c\\nd"\n', [("rule", None, {"d": 'a"b\\cnd'})]),
+    ("config a\n\toption x ab\\\ncd\n", [("a", None, {"x": "abcd"})]),  # backslash-newline joins
+    ("config a\n\toption x a#b\n\tlist l ''\n\toption e ''\n", [("a", None, {"x": "a", "l": [""]})]),
+    ("c a 'n'\no x 1\nl x 2\nconfig a 'n'\n\toption z 3\n", [("a", "n", {"x": ["1", "2"], "z": "3"})]),
+    ("package network\nconfig a\n\toption x 'it'\\''s'\n", [("a", None, {"x": "it's"})]),
+])
+def test_uci_syntax_as_libuci_reads_it(text, sections):
+    assert [(s.type, s.name, s.options) for s in parse(text)] == sections
 
-from mape.core.ucifile import _words  # noqa: E402
 
-
-@hsettings(max_examples=2000, deadline=None)
-@given(st.text(alphabet="ab 1\t'\"\\#x.-/:", max_size=30))
-def test_uci_words_split_like_posix_shell_words(line):
-    """Our tokenizer (no shlex: it imports re, too slow for a cold start) splits like shlex."""
-    import shlex
-    try:
-        expected = shlex.split(line, comments=True)
-    except ValueError:
-        expected = None
-    try:
-        ours = _words(line)
-    except ValueError:
-        ours = None
-    assert ours == expected
+@pytest.mark.parametrize("text", ["config a\n\toption x 'open\n", "config a 'b-c'\n", "option x y\n",
+                                  "config a\n\toption x y z\n", "config a\n\toption x ab\\\n\toption y\n", "config a 'n'\nconfig b 'n'\n", "bogus\n"])
+def test_what_libuci_refuses_is_one_line_input_error(text):
+    with pytest.raises(InputError) as e:
+        parse(text)
+    assert "\n" not in str(e.value)

@@ -40,7 +40,7 @@ def test_values_and_user_rule():
     ("config mape\n\toption wan6_iface 'wan'\n", "wan_iface, wan6_iface and wan6pd_iface must be different"),
     ("config mape\n\tlist mtu '1'\n\tlist mtu '2'\n", "option 'mtu' must be a single value, not a list"),
     ("config mape\n\toption wan_iface 'abcdefghijkl'\n", "is too long"),
-    ("option mtu '1'\n", "inside a config section"),
+    ("option mtu '1'\n", "option/list command found before the first section"),  # libuci's words
 ])
 def test_bad_values_one_line_errors(text, message):
     with pytest.raises(InputError) as e:

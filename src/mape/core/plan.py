@@ -11,7 +11,7 @@ Nothing else is touched; an empty plan means nothing is written (flash wear).
 """
 from mape.core import ownership
 from mape.core.network import WAN_IGNORED, wan_options
-from mape.core.ucifile import parse
+from mape.core.ucifile import Section, parse
 
 
 def quote(value):
@@ -98,7 +98,9 @@ def _find(sections, name):
 
 
 def _find_zone(sections, zone):
-    """(reference for uci batch, section) of the firewall zone called ``zone``."""
+    """(reference for uci batch, section) of the firewall zone called ``zone``: its section
+    name, or ``@zone[N]`` when it is anonymous (the platform names it before a batch uses it:
+    an index computed now may point at another zone by the time the batch runs)."""
     index = -1
     for s in sections:
         if s.type != "zone":
@@ -107,6 +109,22 @@ def _find_zone(sections, zone):
         if s.get("name") == zone:
             return (s.name if s.name else "@zone[%d]" % index), s
     return None, None
+
+
+def name_zone(sections, zone):
+    """The `uci batch` line that gives the anonymous firewall zone called ``zone`` a section
+    name, and that name; (None, None) when the zone is missing or already named. The name is
+    the zone's own when no section uses it, else with a suffix."""
+    ref, section = _find_zone(sections, zone)
+    if section is None or section.name:
+        return None, None
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in zone) or "zone"
+    taken = set(s.name for s in sections if s.name)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = "%s_zone%s" % (base, "" if n == 2 else n - 1)
+    return "rename firewall.%s=%s" % (ref, quote(name)), name
 
 
 def _as_list(value):
@@ -281,32 +299,41 @@ def _restore_options(plan, path, owned, original, current):
             plan.changes.append("%s.%s -> %s (original)" % (path, key, want))
 
 
-def undo_plan(settings, original, current):
-    """The batch that puts back, from ``original`` ({package: [Section]} saved before
-    mape-py's first change), only what mape-py owns in ``current``: the wan options, the
-    wan6pd section an earlier version made, the zone networks it added and the zone's
-    masq/mtu_fix. Everything else the user changed since stays."""
+def undo_plan(settings, saved, current, exact=False):
+    """The batch that puts back, from ``saved`` ({package: [Section]}: the originals kept
+    before mape-py's first change, or the backup of one transaction), only what mape-py owns
+    in ``current`` (the live config): the wan options, the wan6pd section an earlier version
+    made, the zone networks it added and the zone's masq/mtu_fix. Everything else anybody
+    changed since stays. ``exact`` (rolling back one transaction): also bring back a wan6pd
+    section and zone networks that the transaction deleted."""
     plan = Plan()
-    net_o, net_c = original.get("network", []), current.get("network", [])
+    net_o, net_c = saved.get("network", []), current.get("network", [])
     wan_c = _find(net_c, settings.wan_iface)
-    if wan_c is not None:
+    if wan_c is not None and "network" in saved:   # a firewall-only backup says nothing about wan
         _restore_options(plan, "network.%s" % settings.wan_iface, WAN_OWNED, _find(net_o, settings.wan_iface), wan_c)
     pd_o, pd_c = _find(net_o, settings.wan6pd_iface), _find(net_c, settings.wan6pd_iface)
     if pd_c is not None and pd_o is None:
-        if "network" in original:
+        if "network" in saved:
             plan.commands.append("delete network.%s" % settings.wan6pd_iface)
             plan.changes.append("delete network.%s" % settings.wan6pd_iface)
     elif pd_c is not None:
         _restore_options(plan, "network.%s" % settings.wan6pd_iface, WAN6PD_OWNED, pd_o, pd_c)
+    elif pd_o is not None and exact:
+        path = "network.%s" % settings.wan6pd_iface
+        plan.commands.append("set %s=%s" % (path, pd_o.type))
+        plan.changes.append("create %s (as it was)" % path)
+        _restore_options(plan, path, WAN6PD_OWNED, pd_o, Section(pd_o.type, pd_o.name))
     if plan.commands:
         plan._touch("network")
     before = len(plan.commands)
     ref, zone_c = _find_zone(current.get("firewall", []), settings.fw_zone)
-    _, zone_o = _find_zone(original.get("firewall", []), settings.fw_zone)
-    if zone_c is not None and "firewall" in original:
+    _, zone_o = _find_zone(saved.get("firewall", []), settings.fw_zone)
+    if zone_c is not None and "firewall" in saved:
         path = "firewall.%s" % ref
-        drop = _added_by_us([settings.wan_iface, settings.wan6pd_iface], zone_o)
-        _edit_zone_networks(plan, path, settings.fw_zone, zone_c.get("network"), [], drop)
+        ours = [settings.wan_iface, settings.wan6pd_iface]
+        drop = _added_by_us(ours, zone_o)
+        add = [n for n in ours if n not in drop] if exact and zone_o is not None else []
+        _edit_zone_networks(plan, path, settings.fw_zone, zone_c.get("network"), add, drop)
         if zone_o is not None:
             _restore_options(plan, path, ZONE_OWNED, zone_o, zone_c)
     if len(plan.commands) > before:

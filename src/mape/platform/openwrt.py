@@ -1,34 +1,43 @@
 """OpenWrt: observe wan6 through ubus, apply through UCI (network.wan proto map over wan6,
 the firewall zone), let netifd build the tunnel, NAT through the NAT engine.
 
-Transaction (apply): stale CLI deltas of network/firewall are reverted; the configs about to
-change are copied to /etc/mape-py/backup/ (and once, before the very first change, to
-/etc/mape-py/original/, never overwritten); a journal /etc/mape-py/journal records the
-phase; `uci batch` (stdin), `uci commit network`, `uci commit firewall`; journal ->
-committed. activate() then reloads what changed and removes the journal; the transaction
-installs the new NAT between the two, so the firewall reload that wan's ifup triggers
-already finds the new rules. A daemon killed at any instant
-is repaired at the next start by recover(): journal "prepared"/"rolling-back" -> the
-backups are put back (old configuration), "committed" -> the new configuration stays and
-the services are reloaded. Only the files in the plan are ever written.
+Transaction (apply): the configs about to change are copied to /etc/mape-py/backup/ (and
+once, before the very first change, to /etc/mape-py/original/, never overwritten; 0600 in a
+0700 directory: they may hold PPPoE passwords or keys); a journal /etc/mape-py/journal
+records the phase; `uci batch` (stdin), `uci commit network`, `uci commit firewall`, all
+through PrivateUci (shell/uci.py: the daemon's changes are staged where no other tool
+stages, so its commit carries only its own and never touches another tool's /tmp/.uci
+delta); journal -> committed. activate() then reloads what changed and removes the journal;
+the transaction installs the new NAT between the two, so the firewall reload that wan's
+ifup triggers already finds the new rules. Nothing starts without room for all of it on the
+overlay (ENOSPC would otherwise leave a half-done transaction).
+
+Undoing (a failed commit, rollback, recover() of a "prepared"/"rolling-back" journal) never
+writes whole files: a uci batch on the live configs puts back the backup's values of the
+options mape-py owns (core.plan.undo_plan), so whatever the user, LuCI or another UI
+committed meanwhile stays. "committed" -> the new configuration stays and the services are
+reloaded. The firewall zone is addressed by its section name; an anonymous one is named
+first (core.plan.name_zone), checked before that is committed.
 """
+import errno
 import json
+import os
 import time
 
 from mape.core.errors import MapeError
 from mape.core.observe import parse_json_status
-from mape.core.plan import make_plan, parse_export, wan_status_ipv4
+from mape.core.plan import make_plan, name_zone, parse_export, undo_plan, wan_status_ipv4
 from mape.platform.base import Platform, wait_until
 from mape.shell.system import CommandError
-from mape.shell.uci import Uci
+from mape.shell.uci import LINK_DIR, PrivateUci
 from mape.shell.ubus import Ubus, classify, event_processes
 
 STATE_DIR = "/etc/mape-py"
-DELTA_DIR = "/tmp/.uci"   # the uci CLI's save dir: uncommitted `uci set` changes live here
 JOURNAL = STATE_DIR + "/journal"
 WRITTEN = STATE_DIR + "/written"   # what mape-py last wrote (core.held): manual edits are noticed
 PACKAGES = ("network", "firewall")
 HEALTHY = 60   # seconds an event child must have run for its exit to reset the restart back-off
+SPACE_MARGIN_KIB = 64   # besides the copies a transaction writes: the overlay must not fill up
 
 
 class ApplyError(MapeError):
@@ -40,7 +49,7 @@ class OpenWrt(Platform):
 
     def __init__(self, system, ubus_program="ubus", uci_program="uci"):
         Platform.__init__(self, system)
-        self.uci = Uci(system, uci_program)
+        self.uci = PrivateUci(system, uci_program, PACKAGES)
         self.ubus = Ubus(system, ubus_program)
         self.ubus_program = ubus_program
         self.processes = []
@@ -132,22 +141,10 @@ class OpenWrt(Platform):
 
     # -- compare ---------------------------------------------------------------------
     def current(self, settings):
-        """{package: [Section]} as `uci export` shows them (InputError on garbage)."""
-        self._exports = None
-        if self._stale_deltas():
-            return {pkg: parse_export(self._committed(pkg), pkg) for pkg in PACKAGES}
-        self._exports = {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
-        return self._exports
-
-    def _stale_deltas(self):
-        """Packages with uncommitted changes in the CLI's delta directory (libuci leaves an
-        empty delta file behind after a commit: that is not a change)."""
-        out = []
-        for pkg in PACKAGES:
-            text = self.system.read("%s/%s" % (DELTA_DIR, pkg))
-            if text is not None and text.strip():
-                out.append(pkg)
-        return out
+        """{package: [Section]} as `uci export` shows them, committed (InputError on garbage)."""
+        for pkg in PACKAGES:   # staged by a run killed between batch and commit
+            self.uci.discard(pkg)
+        return {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
 
     def _originals(self):
         """{package: [Section]} saved before mape-py's first change (empty: none saved)."""
@@ -158,12 +155,8 @@ class OpenWrt(Platform):
                 original[pkg] = parse_export(text, pkg)
         return original
 
-    def _committed(self, package):
-        """The committed file (what `uci export` would show without the pending deltas)."""
-        return self.system.read(self._config(package)) or ""
-
     def pending(self, target, settings):
-        current = self.current(settings)
+        current = self._exports = self.current(settings)   # for the apply() right after
         changes = make_plan(target.uci, current, self._originals() or None).changes
         if changes:
             self._check_held(target, current)
@@ -199,7 +192,7 @@ class OpenWrt(Platform):
     def _write_journal(self, phase, packages, extra=None):
         doc = {"phase": phase, "packages": list(packages), "time": int(time.time())}
         doc.update(extra or {})
-        self.system.write_atomic(JOURNAL, json.dumps(doc) + "\n")
+        self.system.write_atomic(JOURNAL, json.dumps(doc) + "\n", mode=0o600)
 
     def _read_journal(self):
         text = self.system.read(JOURNAL)
@@ -213,12 +206,106 @@ class OpenWrt(Platform):
             return {"phase": "prepared", "packages": list(PACKAGES), "corrupt": True}
         return doc
 
-    def _restore(self, packages):
+    def _private(self):
+        """/etc/mape-py and its copies readable by root only (earlier versions made them 0755/0644)."""
+        for d in (STATE_DIR, STATE_DIR + "/original", STATE_DIR + "/backup", LINK_DIR):
+            real = self.system.path(d)
+            os.makedirs(real, mode=0o700, exist_ok=True)
+            os.chmod(real, 0o700)
+        for d in ("original", "backup"):
+            top = self.system.path("%s/%s" % (STATE_DIR, d))
+            for name in os.listdir(top):
+                os.chmod(os.path.join(top, name), 0o600)
+
+    def _check_space(self, packages):
+        """Fail before writing anything when the overlay lacks room for the copies, the journal
+        and libuci's temporary file (a full overlay: ENOSPC halfway)."""
+        size = sum(len((self.system.read(self._config(p)) or "").encode("utf-8")) for p in packages)
+        need = 3 * size // 1024 + SPACE_MARGIN_KIB
+        for d in (STATE_DIR, "/etc/config"):
+            free = self.system.free_kib(d)
+            if free is not None and free < need:
+                raise ApplyError("no space left on the overlay: %d KiB free (%s), %d KiB needed; "
+                                 "nothing changed" % (free, d, need))
+
+    def _save_copies(self, packages, backup=True):
+        self._private()
+        self._check_space(packages)
+        try:
+            for pkg in packages:
+                text = self.system.read(self._config(pkg))
+                if text is None:
+                    text = ""
+                original = "%s/original/%s" % (STATE_DIR, pkg)
+                if not self.system.exists(original):
+                    self.system.write_atomic(original, text, mode=0o600)
+                if backup:
+                    self.system.write_atomic("%s/backup/%s" % (STATE_DIR, pkg), text, mode=0o600)
+        except OSError as e:
+            raise ApplyError("%s; nothing changed" % _no_space(e, self.system.free_kib(STATE_DIR)))
+
+    def _commit(self, batch, packages):
+        for pkg in packages:
+            self.uci.discard(pkg)
+        try:
+            self.uci.batch(batch)
+            for pkg in packages:
+                self.uci.commit(pkg)
+        finally:
+            for pkg in packages:
+                self.uci.discard(pkg)
+
+    def _plan(self, make, settings, exports=None):
+        """make({package: [Section]}) -> Plan against the live configs; an anonymous firewall
+        zone the plan changes is given a section name first, so that the batch addresses it by
+        name, never by an index another tool's edit can shift."""
+        exports = exports if exports is not None else self.current(settings)
+        plan = make(exports)
+        command, name = name_zone(exports.get("firewall", []), settings.fw_zone)
+        if command and "firewall" in plan.packages:
+            self._name_zone(command, name, settings)
+            plan = make(self.current(settings))
+            if "@zone[" in plan.batch_text():
+                raise ApplyError("firewall zone %r has no section name; nothing changed" % settings.fw_zone)
+        return plan
+
+    def _name_zone(self, command, name, settings):
+        """Commit ``command`` (rename firewall.@zone[N]=name) only once the staged result shows
+        that @zone[N] still is our zone; a zone added or removed meanwhile shifts N."""
+        self._save_copies(["firewall"], backup=False)
+
+        def ours():
+            sections = parse_export(self.uci.export("firewall"), "firewall")
+            s = next((s for s in sections if s.name == name), None)
+            return s is not None and s.type == "zone" and s.get("name") == settings.fw_zone
+
+        self.uci.discard("firewall")
+        try:
+            self.uci.batch(command + "\n")
+            if not ours():
+                raise ApplyError("the firewall zones changed while mape-py named zone %r; nothing changed, "
+                                 "next try at the next change" % settings.fw_zone)
+            self.uci.commit("firewall")
+        except CommandError as e:
+            raise ApplyError("%s (naming firewall zone %r)" % (e, settings.fw_zone))
+        finally:
+            self.uci.discard("firewall")
+        if not ours():   # changed in the instant between the check and the commit
+            raise ApplyError("the firewall zones changed while mape-py named zone %r: section %r is another "
+                             "zone now; nothing else changed" % (settings.fw_zone, name))
+
+    def _undo(self, packages, settings):
+        """Put back the backup's values of what mape-py owns in ``packages``, on the live configs
+        (a uci batch: nobody else's edits are lost). Returns the packages changed."""
+        saved = {}
         for pkg in packages:
             text = self.system.read("%s/backup/%s" % (STATE_DIR, pkg))
             if text is not None:
-                self.system.write_atomic(self._config(pkg), text)
-            self.uci.revert(pkg)
+                saved[pkg] = parse_export(text, pkg)
+        plan = self._plan(lambda live: undo_plan(settings, saved, live, exact=True), settings)
+        if not plan.empty:
+            self._commit(plan.batch_text(), plan.packages)
+        return list(plan.packages)
 
     def _reload(self, packages):
         # A network-only change needs no firewall reload of ours: wan's ifup runs the
@@ -236,71 +323,78 @@ class OpenWrt(Platform):
             except CommandError as e:
                 raise ApplyError(str(e))
 
-    def recover(self, settings):
-        lines = []
-        removed = self.system.remove_stale_temp(STATE_DIR)
-        if removed:
-            lines.append("removed %d temporary file(s) a killed run left in %s" % (removed, STATE_DIR))
+    def _recover_journal(self, settings, lines):
+        """Finish (committed) or undo (prepared, rolling-back) the transaction the journal
+        records. Raises MapeError/OSError, the journal then stays for the next attempt."""
         journal = self._read_journal()
-        if journal is not None:
-            packages = [p for p in journal.get("packages", PACKAGES) if p in PACKAGES] or list(PACKAGES)
-            phase = journal.get("phase")
-            if phase == "committed":
-                lines.append("previous run was killed after committing %s: keeping the new configuration"
-                             % "+".join(packages))
-                self.system.remove(JOURNAL)
-                try:
-                    self._reload(packages)
-                except ApplyError as e:
-                    lines.append("reload failed: %s" % e)
-            else:
-                lines.append("previous run was killed while changing %s (%s): restoring the backup"
-                             % ("+".join(packages), phase))
-                self._write_journal("rolling-back", packages)
-                self._restore(packages)
-                self.system.remove(JOURNAL)
-                try:
-                    self._reload(packages)
-                except ApplyError as e:
-                    lines.append("reload failed: %s" % e)
-        for pkg in self._stale_deltas():
-            lines.append("reverting uncommitted uci changes to %s left in the CLI's delta directory" % pkg)
-            self.uci.revert(pkg)
+        if journal is None:
+            return
+        packages = [p for p in journal.get("packages", PACKAGES) if p in PACKAGES] or list(PACKAGES)
+        phase = journal.get("phase")
+        if phase == "committed":
+            lines.append("previous run was killed after committing %s: keeping the new configuration"
+                         % "+".join(packages))
+            self.system.remove(JOURNAL)
+        else:
+            lines.append("previous run was killed while changing %s (%s): putting back the values mape-py "
+                         "owns from the backup" % ("+".join(packages), phase))
+            self._write_journal("rolling-back", packages)
+            self._undo(packages, settings)
+            self.system.remove(JOURNAL)
+        try:
+            self._reload(packages)
+        except ApplyError as e:
+            lines.append("reload failed: %s" % e)
+
+    def recover(self, settings):
+        """Never raises: a recovery that cannot finish (no space, uci failing) says so and is
+        tried again before the next change."""
+        lines = []
+        try:
+            self._private()
+            removed = self.system.remove_stale_temp(STATE_DIR)
+            top = self.system.path(LINK_DIR)
+            for name in os.listdir(top):   # libuci's temp file of a commit killed halfway
+                if name.startswith(".") and ".uci-" in name:
+                    os.unlink(os.path.join(top, name))
+                    removed += 1
+            if removed:
+                lines.append("removed %d temporary file(s) a killed run left in %s" % (removed, STATE_DIR))
+            self._recover_journal(settings, lines)
+        except (MapeError, OSError) as e:
+            lines.append("could not finish the previous run's change: %s (tried again before the next one)" % e)
         return lines
 
     def apply(self, target, settings):
         exports, self._exports = self._exports, None
-        for pkg in self._stale_deltas():
-            self.uci.revert(pkg)
+        if self.system.exists(JOURNAL):   # a recovery that could not finish
+            self._recover_journal(settings, [])
             exports = None
-        plan = make_plan(target.uci, exports if exports is not None else self.current(settings),
-                         self._originals() or None)
+        plan = self._plan(lambda live: make_plan(target.uci, live, self._originals() or None), settings, exports)
         if plan.empty:
             return plan
-        self._transaction(plan)
+        self._transaction(plan, settings)
         return plan
 
-    def _transaction(self, plan):
+    def _transaction(self, plan, settings):
         packages = list(plan.packages)
-        for pkg in packages:
-            text = self.system.read(self._config(pkg))
-            if text is None:
-                text = ""
-            original = "%s/original/%s" % (STATE_DIR, pkg)
-            if not self.system.exists(original):
-                self.system.write_atomic(original, text)
-            self.system.write_atomic("%s/backup/%s" % (STATE_DIR, pkg), text)
-        self._write_journal("prepared", packages, {"batch": plan.batch_text()})
+        self._save_copies(packages)
         try:
-            self.uci.batch(plan.batch_text())
-            for pkg in packages:
-                self.uci.commit(pkg)
-        except CommandError as e:
-            self._write_journal("rolling-back", packages)
-            self._restore(packages)
-            self.system.remove(JOURNAL)
-            raise ApplyError("%s; configuration left as it was" % e)
-        self._write_journal("committed", packages)
+            self._write_journal("prepared", packages, {"batch": plan.batch_text()})
+        except OSError as e:
+            raise ApplyError("%s; nothing changed" % _no_space(e, self.system.free_kib(STATE_DIR)))
+        try:
+            self._commit(plan.batch_text(), packages)
+            self._write_journal("committed", packages)
+        except (CommandError, OSError) as e:
+            error = _no_space(e, self.system.free_kib(STATE_DIR))
+            try:
+                self._undo(packages, settings)
+                self.system.remove(JOURNAL)
+            except (MapeError, OSError) as undo:
+                raise ApplyError("%s; putting back the previous values failed too (%s): the next start or "
+                                 "change does it" % (error, undo))
+            raise ApplyError("%s; configuration left as it was" % error)
         self.last_packages = packages
         self.unreloaded = packages
 
@@ -328,12 +422,13 @@ class OpenWrt(Platform):
         return wait_until(lambda: expected in wan_status_ipv4(self.wan_status(settings)), timeout)
 
     def rollback(self, settings):
-        """Put back the configs of the last apply() and take out the NAT rules made for
-        the mapping that failed (with the include's saved ruleset, so a firewall reload
-        does not bring them back); the next good apply installs them again."""
+        """Put back the backup's values of what the last apply() changed (only the options
+        mape-py owns: edits made meanwhile stay) and take out the NAT rules made for the
+        mapping that failed (with the include's saved ruleset, so a firewall reload does not
+        bring them back); the next good apply installs them again."""
         packages = self.last_packages or list(PACKAGES)
         self._write_journal("rolling-back", packages)
-        self._restore(packages)
+        self._undo(packages, settings)
         self.system.remove(JOURNAL)
         try:
             self.nat.remove()
@@ -344,17 +439,12 @@ class OpenWrt(Platform):
         """Undo what mape-py owns (wan options, wan6pd, the zone entries), taking the values
         from the originals saved before its first change; the user's other edits stay.
         Same transaction as apply(). Returns the packages changed."""
-        from mape.core.plan import undo_plan
-
         original = self._originals()
         changed = []
         if original:
-            for pkg in self._stale_deltas():
-                self.uci.revert(pkg)
-            plan = undo_plan(settings, original, self.current(settings))
-            self._exports = None
+            plan = self._plan(lambda live: undo_plan(settings, original, live), settings)
             if not plan.empty:
-                self._transaction(plan)
+                self._transaction(plan, settings)
                 changed = list(plan.packages)
         self.nat.remove()
         self.activate(settings)
@@ -398,6 +488,13 @@ class OpenWrt(Platform):
         except MapeError:
             firewall = []
         return offload_warnings(firewall, self.system)
+
+
+def _no_space(error, free_kib):
+    """One line for an OSError of the transaction; ENOSPC says how much room is left."""
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        return "no space left on the overlay: %s KiB free" % ("?" if free_kib is None else free_kib)
+    return str(error)
 
 
 def load_status(text, interface):

@@ -218,21 +218,50 @@ class System:
         except OSError:
             return None
 
-    def write_atomic(self, path, text, sync=True, mode=0o644):
-        """temp file in the same directory + fsync + rename: readers see old or new, never half."""
+    def write_atomic(self, path, text, sync=True, mode=None):
+        """temp file in the same directory + fsync + rename: readers see old or new, never half.
+        ``mode`` None keeps the mode and owner of the file it replaces (0644 for a new one);
+        a failure (a full overlay) leaves no temp file behind."""
         real = self.path(path)
         directory = os.path.dirname(real)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(real), os.getpid()))
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, real)
+        try:
+            old = os.stat(real)
+        except OSError:
+            old = None
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                if sync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            if mode is None and old is not None:
+                os.chmod(tmp, old.st_mode & 0o7777)
+                if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                    try:
+                        os.chown(tmp, old.st_uid, old.st_gid)
+                    except PermissionError:   # not root: the mode is what matters
+                        pass
+            else:
+                os.chmod(tmp, 0o644 if mode is None else mode)
+            os.replace(tmp, real)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
         if sync:
             fsync_dir(directory)
+
+    def free_kib(self, path):
+        """KiB free for us on the file system that holds ``path`` (None: cannot tell)."""
+        try:
+            st = os.statvfs(self.path(path))
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize // 1024
 
     def remove_stale_temp(self, directory):
         """Delete the temp files of write_atomic() under ``directory`` whose writer is gone
