@@ -159,6 +159,26 @@ def parse_results(out):
     return results
 
 
+def write_results(doc, env_var, prefix):
+    """Write a tier's figures as JSON to $env_var, or to a new /tmp/<prefix>*.json (unique per
+    run: concurrent runs must not overwrite each other's figures). Returns the path, or why
+    it was not written."""
+    import tempfile
+
+    path = os.environ.get(env_var)
+    try:
+        if path:
+            f = open(path, "w")
+        else:
+            fd, path = tempfile.mkstemp(prefix=prefix, suffix=".json")
+            f = os.fdopen(fd, "w")
+        with f:
+            json.dump(doc, f, indent=1)
+    except OSError as e:
+        path = "not written: %s" % e
+    return path
+
+
 def main(argv):
     import argparse
 

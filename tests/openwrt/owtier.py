@@ -56,3 +56,11 @@ def make_router(profile, line, ipks, settings=None):
         pytest.fail("bringing up %s/%s failed: %s\n%s" % (profile, line, e, explain))
     walls["bed %s/%s%s" % (profile, line, "" if settings == NO_ROLLBACK else " %s" % settings)] = time.time() - t0
     return r
+
+
+def wait(r, what, fn, timeout=30):
+    """r.bed.wait(), None instead of TimeoutError (the test then says what it found)."""
+    try:
+        return r.bed.wait(what, fn, timeout)
+    except TimeoutError:
+        return None

@@ -14,11 +14,7 @@ import owtier as C
 pytestmark = pytest.mark.openwrt
 
 
-def wait(r, what, fn, timeout=30):
-    try:
-        return r.bed.wait(what, fn, timeout)
-    except TimeoutError:
-        return None
+wait = C.wait
 
 
 @pytest.fixture(scope="module", params=C.PROFILES)

@@ -17,11 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "src"))
 pytestmark = pytest.mark.openwrt
 
 
-def wait(r, what, fn, timeout=30):
-    try:
-        return r.bed.wait(what, fn, timeout)
-    except TimeoutError:
-        return None
+wait = C.wait
 
 
 def rollbacks(r):

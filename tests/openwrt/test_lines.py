@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+import owtier as C
 import router as R
 
 pytestmark = pytest.mark.openwrt
@@ -20,11 +21,7 @@ STATES = {"waiting-for-wan6", "applying", "ok", "unsupported-prefix", "error", "
 HEALTH = {"present", "missing", "duplicated", "stale", "unknown"}
 
 
-def wait(r, what, fn, timeout=30):
-    try:
-        return r.bed.wait(what, fn, timeout)
-    except TimeoutError:
-        return None
+wait = C.wait
 
 
 def test_opkg_install_ran_as_on_a_router(router):

@@ -297,15 +297,19 @@ class Run:
                    timeout=30 * SLOW, interval=0.1)
         P.sh("ip", "-n", self.line.ns, "-6", "route", "replace", prefix, "via", self.bed_ll, "dev", "up0")
 
-    def syslog_after(self, pattern, after):
-        """(time, line) of the first syslog line of the bed matching ``pattern`` after ``after``
-        (bedinit stamps each datagram when it receives it)."""
+    def stamped_syslog(self):
+        """(time, text) of each syslog line of the bed (bedinit stamps each datagram when it
+        receives it)."""
         for raw in self.bed.syslog().splitlines():
             ts, _, text = raw.partition(" ")
             try:
-                t = float(ts)
+                yield float(ts), text
             except ValueError:
                 continue
+
+    def syslog_after(self, pattern, after):
+        """(time, line) of the first syslog line matching ``pattern`` after ``after``."""
+        for t, text in self.stamped_syslog():
             if t >= after and re.search(pattern, text):
                 return t, text[:300]
         return None, None
@@ -313,16 +317,7 @@ class Run:
     def syslog_since(self, after, limit=150):
         """The bed's syslog from ``after`` on, stamped relative to it (the change's timeline:
         netifd, the firewall's hotplug reloads, map.sh, mape-py)."""
-        out = []
-        for raw in self.bed.syslog().splitlines():
-            ts, _, text = raw.partition(" ")
-            try:
-                t = float(ts)
-            except ValueError:
-                continue
-            if t >= after:
-                out.append("%7.2f %s" % (t - after, text[:200]))
-        return out[:limit]
+        return ["%7.2f %s" % (t - after, text[:200]) for t, text in self.stamped_syslog() if t >= after][:limit]
 
     def diagnose(self):
         """What a failure report needs: the BR's counters, the bed's addresses, routes and

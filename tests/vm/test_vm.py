@@ -12,7 +12,6 @@ MAPE_ALLOW_SKIP=1 too). Figures of the run are written to MAPE_VM_RESULTS (defau
 import json
 import os
 import sys
-import tempfile
 
 import pytest
 
@@ -47,17 +46,7 @@ def results():
     if "c" in res:
         summary["recovery_seconds"] = res["c"].get("recovery_seconds")
     summary["br"] = {k: v.get("br") or v.get("br_after") for k, v in res.items()}
-    path = os.environ.get("MAPE_VM_RESULTS")
-    try:
-        if path:
-            f = open(path, "w")
-        else:  # unique per run: concurrent runs must not overwrite each other's figures
-            fd, path = tempfile.mkstemp(prefix="mape-vm-results-", suffix=".json")
-            f = os.fdopen(fd, "w")
-        with f:
-            json.dump({"summary": summary, "results": res}, f, indent=1)
-    except OSError as e:
-        path = "not written: %s" % e
+    path = vm.write_results({"summary": summary, "results": res}, "MAPE_VM_RESULTS", "mape-vm-results-")
     sys.stderr.write("\nVM tier: %s\nVM results: %s\n" % (json.dumps(summary), path))
     if not res:
         pytest.fail("the VM printed no scenario result (rc %s); its output ends:\n%s" % (rc, out[-4000:]))

@@ -94,17 +94,7 @@ def results():
             "after_t0": ch.get("after_t0"),
             "br_during_bad_by_reason": r.get("br_during_bad_by_reason"), "br_before": r.get("br_before"),
             "br_after": r.get("br_after"), "seconds_install_to_lan_ipv4": r.get("seconds_install_to_lan_ipv4")}
-    path = os.environ.get("MAPE_VM_OPENWRT_RESULTS")
-    try:
-        if path:
-            f = open(path, "w")
-        else:  # unique per run: concurrent runs must not overwrite each other's figures
-            fd, path = tempfile.mkstemp(prefix="mape-vm-openwrt-results-", suffix=".json")
-            f = os.fdopen(fd, "w")
-        with f:
-            json.dump({"summary": summary, "results": res}, f, indent=1)
-    except OSError as e:
-        path = "not written: %s" % e
+    path = vm.write_results({"summary": summary, "results": res}, "MAPE_VM_OPENWRT_RESULTS", "mape-vm-openwrt-results-")
     sys.stderr.write("\nVM OpenWrt tier: %s\nVM OpenWrt results: %s\n" % (json.dumps(summary), path))
     if not res:
         pytest.fail("the VM printed no OpenWrt result (rc %s); its output ends:\n%s" % (rc, out[-6000:]))
