@@ -159,10 +159,11 @@ def parse_results(out):
     return results
 
 
-def write_results(doc, env_var, prefix):
-    """Write a tier's figures as JSON to $env_var, or to a new /tmp/<prefix>*.json (unique per
-    run: concurrent runs must not overwrite each other's figures). Returns the path, or why
-    it was not written."""
+def write_results(doc, env_var, prefix, label):
+    """Write a tier's figures ({"summary", "results"}) as JSON to $env_var, or to a new
+    /tmp/<prefix>*.json (unique per run: concurrent runs must not overwrite each other's
+    figures), and name it with the summary on stderr. Returns the path, or why it was not
+    written."""
     import tempfile
 
     path = os.environ.get(env_var)
@@ -176,6 +177,7 @@ def write_results(doc, env_var, prefix):
             json.dump(doc, f, indent=1)
     except OSError as e:
         path = "not written: %s" % e
+    sys.stderr.write("\n%s: %s\n%s results: %s\n" % (label, json.dumps(doc["summary"]), label, path))
     return path
 
 

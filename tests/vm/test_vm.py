@@ -9,7 +9,6 @@ MAPE_VM_SCENARIOS=a,c narrows the run (default: all; the scenarios left out are 
 MAPE_ALLOW_SKIP=1 too). Figures of the run are written to MAPE_VM_RESULTS (default: a new
 /tmp/mape-vm-results-*.json per run, named on stderr).
 """
-import json
 import os
 import sys
 
@@ -46,8 +45,7 @@ def results():
     if "c" in res:
         summary["recovery_seconds"] = res["c"].get("recovery_seconds")
     summary["br"] = {k: v.get("br") or v.get("br_after") for k, v in res.items()}
-    path = vm.write_results({"summary": summary, "results": res}, "MAPE_VM_RESULTS", "mape-vm-results-")
-    sys.stderr.write("\nVM tier: %s\nVM results: %s\n" % (json.dumps(summary), path))
+    vm.write_results({"summary": summary, "results": res}, "MAPE_VM_RESULTS", "mape-vm-results-", "VM tier")
     if not res:
         pytest.fail("the VM printed no scenario result (rc %s); its output ends:\n%s" % (rc, out[-4000:]))
     return res

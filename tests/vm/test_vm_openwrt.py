@@ -12,7 +12,6 @@ Figures of the run go to MAPE_VM_OPENWRT_RESULTS (default: a new
 /tmp/mape-vm-openwrt-results-*.json per run, named on stderr).
 """
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -94,8 +93,8 @@ def results():
             "after_t0": ch.get("after_t0"),
             "br_during_bad_by_reason": r.get("br_during_bad_by_reason"), "br_before": r.get("br_before"),
             "br_after": r.get("br_after"), "seconds_install_to_lan_ipv4": r.get("seconds_install_to_lan_ipv4")}
-    path = vm.write_results({"summary": summary, "results": res}, "MAPE_VM_OPENWRT_RESULTS", "mape-vm-openwrt-results-")
-    sys.stderr.write("\nVM OpenWrt tier: %s\nVM OpenWrt results: %s\n" % (json.dumps(summary), path))
+    vm.write_results({"summary": summary, "results": res}, "MAPE_VM_OPENWRT_RESULTS", "mape-vm-openwrt-results-",
+                     "VM OpenWrt tier")
     if not res:
         pytest.fail("the VM printed no OpenWrt result (rc %s); its output ends:\n%s" % (rc, out[-6000:]))
     return res
