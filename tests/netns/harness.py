@@ -1,6 +1,6 @@
 """A MAP-E NAT lab in network namespaces (used by tests/netns and bench/nat.py).
 
-    lan (10.77.0.2) -- rtr (NAT rules under test; "map-wan" stands for the tunnel)
+    lan (10.77.0.2, 10.77.0.3) -- rtr (NAT rules under test; "map-wan" stands for the tunnel)
         -- br (strict BR: counts and drops every packet whose source is not the shared
                IPv4 with an allowed port) -- srv (198.51.100.1..40: TCP hold, UDP echo)
 
@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 TRAFFIC = os.path.join(HERE, "traffic.py")
 SHARED = "192.0.2.10"
+LAN_HOSTS = ("10.77.0.2", "10.77.0.3")   # two LAN hosts (addresses of the lan namespace)
 WAN = "map-wan"
 _count = itertools.count()
 
@@ -100,7 +101,7 @@ class Lab:
         for a, ia, b, ib in links:
             sh(["ip", "-n", self.ns[a], "link", "add", ia, "type", "veth", "peer", "name", ib,
                 "netns", self.ns[b]])
-        addrs = [("lan", "lan-rtr", ["10.77.0.2/24"]), ("rtr", "rtr-lan", ["10.77.0.1/24"]),
+        addrs = [("lan", "lan-rtr", ["%s/24" % ip for ip in LAN_HOSTS]), ("rtr", "rtr-lan", ["10.77.0.1/24"]),
                  ("rtr", WAN, ["100.64.0.2/30", SHARED + "/32"]),   # MAP-E puts the IPv4 on the tunnel
                  ("br", "br-rtr", ["100.64.0.1/30"]),
                  ("br", "br-srv", ["198.51.100.254/24"]),

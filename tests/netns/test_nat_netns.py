@@ -5,15 +5,17 @@ port (ICMP: identifier); the allowed set comes from the formula in harness.py, n
 mape.core. Both backends: iptables-legacy (fw3) and nftables (fw4).
 """
 import os
+import json
 import re
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import Lab, SHARED, TOP, chi_square
+from harness import LAN_HOSTS, Lab, SHARED, TOP, TRAFFIC, chi_square
 from tests.prereq import require
 
 pytestmark = pytest.mark.netns
@@ -179,6 +181,92 @@ def test_ports_kept_out_are_never_used(fresh, backend):
     ports = set(fresh.server_ports(expect=231))
     assert len(ports) == 231
     assert not ports & (set(range(4928, 4936)) | {17216})
+
+
+def _hold(lab, *args):
+    """Start a tcp-hold that keeps its connections until released; (process, result)."""
+    argv = ["ip", "netns", "exec", lab.ns["lan"], sys.executable, TRAFFIC, "tcp-hold", "--hold", "-1", "--why"]
+    proc = subprocess.Popen(argv + [str(a) for a in args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            universal_newlines=True)
+    return proc, json.loads(proc.stdout.readline())
+
+
+def _release(proc):
+    proc.stdin.write("\n")
+    proc.stdin.close()
+    proc.wait(30)
+
+
+def _tunnel_conns(lab, host):
+    listing = lab.ex("rtr", ["conntrack", "-L", "-s", host, "-d", DST], check=False).stdout
+    return sum(1 for line in listing.splitlines() if "dst=%s" % SHARED in line)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_cap_refuses_at_once_and_leaves_room_for_others(fresh, backend):
+    """One LAN host opening 500 connections gets exactly its cap (60 = 25 % of 240), the
+    rest are refused at once (TCP reset: ECONNREFUSED, never a timeout), and a second LAN
+    host still connects. UDP over the cap gets ICMP administratively prohibited."""
+    apply(fresh, backend, "--host-cap", "25%")
+    a, b = LAN_HOSTS
+    proc, got = _hold(fresh, "--dst", DST, "-n", 500, "--src", a, "--timeout", 10)
+    try:
+        assert got == {"ok": 60, "failed": 440, "errors": {"ECONNREFUSED": 440}}, got
+        assert _tunnel_conns(fresh, a) == 60
+        other = fresh.traffic("tcp-hold", "--dst", DST, "-n", 20, "--src", b, "--why")
+        assert other == {"ok": 20, "failed": 0, "errors": {}}
+    finally:
+        _release(proc)
+    assert fresh.leaked() == 0, fresh.leaks()
+    # `conntrack -F` leaves the 60 flushed connections in the cap's count until the kernel
+    # evicts them lazily (at most 9 per new connection); a re-apply starts a new count
+    fresh.reset()
+    apply(fresh, backend, "--host-cap", "25%")
+    udp = fresh.traffic("udp-burst", "--dst", DST, "-n", 100, "--src", a, "--why", "--timeout", 3)
+    # the kernel rate-limits ICMP errors to one LAN host (net.ipv4.icmp_ratelimit): the
+    # first refusal is seen as admin-prohibited (EHOSTUNREACH), the others are dropped
+    assert (udp["ok"], udp["failed"]) == (60, 40) and udp["errors"].get("EHOSTUNREACH", 0) >= 1, udp
+    assert fresh.leaked() == 0, fresh.leaks()
+    check = ["check", "--backend", backend, "--host-cap", "25%"] + fresh.mapping_args()
+    assert '"health": "present"' in fresh.mape(*check, backend=backend).stdout
+    # another cap (or none) is reported stale until re-applied
+    for other in (["--host-cap", "61"], []):
+        p = fresh.mape("check", "--backend", backend, *(other + fresh.mapping_args()), backend=backend, check=False)
+        assert p.returncode == 1 and '"health": "stale"' in p.stdout, (other, p.stdout)
+
+
+@pytest.mark.parametrize("guard", [True, False])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_cap_keeps_nat_properties(fresh, backend, guard):
+    """With the cap on (guard on or off): repeating apply leaves one copy, the excess over
+    the cap is refused (not leaked: the BR sees 0 wrong packets), and a host that stays
+    within its cap is never refused, even after closing many connections (6 page loads of
+    40 short connections, then 60 held). The NAT chains are those without the cap
+    (tests/unit/test_nat.py), so the spread over the sets is unchanged."""
+    extra = ["--host-cap", "60"] + ([] if guard else ["--no-guard"])
+    apply(fresh, backend, *extra)
+    once = fresh.ruleset(backend)
+    apply(fresh, backend, *extra)
+    assert fresh.ruleset(backend) == once
+    tcp = fresh.traffic("tcp-hold", "--dst", DST, "-n", 300, "--timeout", 3, "--why")
+    assert tcp == {"ok": 60, "failed": 240, "errors": {"ECONNREFUSED": 240}}, tcp
+    udp = fresh.traffic("udp-burst", "--dst", DST, "-n", 300, "--src", LAN_HOSTS[1], "--timeout", 2)
+    assert udp["ok"] == 60, udp
+    assert fresh.leaked() == 0, fresh.leaks()
+    fresh.reset()
+    apply(fresh, backend, *extra)      # a new count (see the test above)
+    icmp = fresh.traffic("icmp-burst", "--dst", DST, "-n", 100, "--timeout", 2)
+    assert icmp["ok"] == 60 and fresh.leaked() == 0, (icmp, fresh.leaks())
+    fresh.reset()
+    apply(fresh, backend, *extra)
+    loads = []
+    for _ in range(6):
+        loads.append(fresh.traffic("tcp-short", "--dst", ",".join(fresh.server_ips[:30]), "-n", 40,
+                                   "--parallel", 40)["ok"])
+        time.sleep(0.5)                # a pause between page loads (pacing, not an assertion)
+    held = fresh.traffic("tcp-hold", "--dst", DST, "-n", 60, "--why")
+    assert loads == [40] * 6 and held == {"ok": 60, "failed": 0, "errors": {}}, (loads, held)
+    assert fresh.leaked() == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -79,16 +79,33 @@ def server(args):
                     sock.close()
 
 
+def _socket(kind, src):
+    s = socket.socket(socket.AF_INET, kind)
+    if src:
+        s.bind((src, 0))
+    return s
+
+
+def _why(errors, code):
+    """Count a failure by its kind: the errno name (ECONNREFUSED: a TCP reset arrived,
+    EHOSTUNREACH: an ICMP unreachable), or "timeout" (no answer at all)."""
+    name = errno.errorcode.get(code, str(code)) if code else "timeout"
+    errors[name] = errors.get(name, 0) + 1
+
+
 def tcp_hold(args):
-    """Open N connections at once to one ip:port; count those established within timeout."""
+    """Open N connections at once to one ip:port; count those established within timeout.
+    --why adds {"errors": {kind: count}}; --hold -1 holds them until a line on stdin."""
     _nofile()
     socks = {}
+    errors = {}
     poller = select.epoll()
     for _ in range(args.n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = _socket(socket.SOCK_STREAM, args.src)
         s.setblocking(False)
         err = s.connect_ex((args.dst, args.port))
         if err not in (0, errno.EINPROGRESS):
+            _why(errors, err)
             s.close()
             continue
         socks[s.fileno()] = s
@@ -103,15 +120,24 @@ def tcp_hold(args):
                 continue
             pending.discard(fd)
             poller.unregister(fd)
-            if socks[fd].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+            err = socks[fd].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err == 0:
                 ok += 1
             else:
                 failed += 1
+                _why(errors, err)
     failed += len(pending)
-    if args.hold:
+    for _ in pending:
+        _why(errors, 0)
+    if args.hold > 0:
         time.sleep(args.hold)
-    print(json.dumps({"ok": ok, "failed": failed}))
+    result = {"ok": ok, "failed": failed}
+    if args.why:
+        result["errors"] = errors
+    print(json.dumps(result))
     sys.stdout.flush()
+    if args.hold < 0:
+        sys.stdin.readline()
     for s in socks.values():
         s.close()
 
@@ -231,28 +257,46 @@ def udp_burst(args):
     """N sockets each send one datagram to ip:port; count echoes."""
     _nofile()
     socks = []
+    errors = {}
     for k in range(args.n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = _socket(socket.SOCK_DGRAM, args.src)
         s.setblocking(False)
         s.connect((args.dst, args.port))
         socks.append(s)
+    got = set()
+    refused = set()
+
+    def refuse(s, e):        # an ICMP error for this flow (reported by send or recv)
+        if s.fileno() not in got and s.fileno() not in refused:
+            refused.add(s.fileno())
+            _why(errors, e.errno)
+
     for _ in range(args.rounds):
         for k, s in enumerate(socks):
             try:
                 s.send(b"x%d" % k)
-            except OSError:
+            except BlockingIOError:
                 pass
-    got = set()
+            except OSError as e:
+                refuse(s, e)
     deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline and len(got) < args.n:
-        r, _, _ = select.select(socks, [], [], max(0.01, deadline - time.monotonic()))
+    while time.monotonic() < deadline and len(got) + len(refused) < args.n:
+        r, _, _ = select.select([s for s in socks if s.fileno() not in refused], [], [],
+                                max(0.01, deadline - time.monotonic()))
         for s in r:
             try:
                 s.recv(100)
                 got.add(s.fileno())
-            except OSError:
+            except BlockingIOError:
                 pass
-    print(json.dumps({"ok": len(got), "failed": args.n - len(got)}))
+            except OSError as e:
+                refuse(s, e)
+    result = {"ok": len(got), "failed": args.n - len(got)}
+    if args.why:
+        for _ in range(args.n - len(got) - len(refused)):
+            _why(errors, 0)
+        result["errors"] = errors
+    print(json.dumps(result))
 
 
 def _checksum(data):
@@ -325,6 +369,8 @@ def main(argv=None):
         a.add_argument("--first-id", type=int, default=1000)
         a.add_argument("--proto", type=int, default=47)
         a.add_argument("--sports", default="")
+        a.add_argument("--src", default=None, help="bind to this source address (a second LAN host)")
+        a.add_argument("--why", action="store_true", help="report failures by kind")
         a.set_defaults(fn=fn)
     args = p.parse_args(argv)
     args.fn(args)

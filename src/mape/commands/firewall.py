@@ -44,6 +44,9 @@ def add_arguments(parser):
                         help="allowed ports to keep out of NAT (port forwards); repeatable")
     parser.add_argument("--no-guard", action="store_true",
                         help="do not drop untracked/invalid packets and port-less protocols on the tunnel")
+    parser.add_argument("--host-cap", default=None, metavar="N|P%",
+                        help="cap the tunnel connections of each LAN host at N, or at P%% of the ports "
+                             "(over it a new connection is refused at once); default off")
     parser.add_argument("--tcp-time-wait", type=int, default=None, metavar="SECONDS",
                         help="apply: shorten conntrack's TCP TIME_WAIT timeout (opt-in)")
     parser.add_argument("--config", default="/etc/config/mape", metavar="FILE",
@@ -59,6 +62,8 @@ def build_spec(args):
         kw["strategy"] = args.strategy
     if args.mark_mask is not None:
         kw["mark_mask"] = args.mark_mask
+    if args.host_cap is not None:
+        kw["host_cap"] = args.host_cap
     if args.tcp_time_wait is not None:
         if not 1 <= args.tcp_time_wait <= 120:
             raise InputError("--tcp-time-wait must be 1..120 seconds")

@@ -33,6 +33,19 @@ conntrack could not track (INVALID/UNTRACKED: NAT never sees them, so they would
 with a private source address) and, on iptables, new connections of protocols without
 ports (GRE, ESP, ...), which a shared IPv4 cannot carry. nft drops those inside its NAT
 chain instead (free).
+
+The optional per-host cap (``host_cap``, off by default) limits the tunnel connections
+one LAN source address may hold at once, so that one host cannot take every port. It
+lives in the filter table (REJECT is not allowed in a nat chain) and counts only the
+first packet of a connection (NEW and not yet confirmed: a retransmitted SYN or a second
+datagram before the reply is not counted again): iptables, one FORWARD jump
+``-o <tunnel> --ctstate NEW ! --ctstatus CONFIRMED -m connlimit --connlimit-above N
+--connlimit-mask 32 --connlimit-saddr -j mape_py_cap``, placed after fw3's
+RELATED,ESTABLISHED accept like the guard; nft, the guard's forward rule becomes a
+``ct state vmap`` whose ``new`` branch counts with ``add @cap_hosts { ip saddr ct count
+over N }`` (still one rule per established packet; with the guard off that one rule is
+the cap's). Over the cap a connection is refused at once: TCP reset, else ICMP
+administratively prohibited (which the kernel rate-limits per LAN host).
 """
 import ipaddress
 import re
@@ -52,6 +65,8 @@ COMMENT = "mape-py"
 HASH_SEED = 0x6D617065               # "mape": fixed, so a source keeps its range across reloads
 HASH_BITS = 12                       # iptables hash: bits 1..12 of the source port
 
+HOST_CAP_SET = "cap_hosts"           # nft dynamic set: per-source connection counts
+
 _IFNAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}\Z")  # \Z: "$" would accept a trailing newline
 _TRUE = ("1", "yes", "on", "true", "enabled")
 _FALSE = ("0", "no", "off", "false", "disabled")
@@ -68,7 +83,7 @@ class NatSpec:
 
     def __init__(self, ipv4, port_sets, wan_if, lan_if=None, strategy=DEFAULT_STRATEGY,
                  mark_mask=DEFAULT_MARK_MASK, kept_out=(), guard=True, tcp_time_wait=None,
-                 backend="auto", psid=None, psid_offset=None, psid_len=None):
+                 backend="auto", psid=None, psid_offset=None, psid_len=None, host_cap=None):
         try:
             self.ipv4 = str(ipaddress.IPv4Address(str(ipv4)))
         except ValueError:
@@ -96,6 +111,8 @@ class NatSpec:
         self.ranges = subtract_ranges(self.port_sets, self.kept_out)
         if not self.ranges:
             raise InputError("no port left for NAT (all allowed ports are kept out)")
+        self.host_cap_setting = check_host_cap(host_cap)
+        self.host_cap = resolve_host_cap(self.host_cap_setting, self.port_count)
 
     # -- constructors --------------------------------------------------------------
     @classmethod
@@ -123,7 +140,8 @@ class NatSpec:
     def _build(cls, ipv4, sets, wan_if, device, options, kw, **extra):
         values = {}
         for key, value in (options or {}).items():
-            if key in ("strategy", "backend", "mark_mask", "kept_out", "guard", "tcp_time_wait", "lan_if"):
+            if key in ("strategy", "backend", "mark_mask", "kept_out", "guard", "tcp_time_wait", "lan_if",
+                       "host_cap"):
                 values[key] = value
         values.update(kw)
         wan = wan_if or device
@@ -144,7 +162,7 @@ class NatSpec:
                 "backend": self.backend, "mark_mask": "0x%08x" % self.mark_mask,
                 "kept_out": [list(r) for r in self.kept_out], "guard": self.guard,
                 "tcp_time_wait": self.tcp_time_wait, "ranges": [list(r) for r in self.ranges],
-                "port_count": self.port_count}
+                "port_count": self.port_count, "host_cap": self.host_cap}
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -161,6 +179,38 @@ def check_mark_mask(value):
         raise InputError("mark mask 0x%08x overlaps 0x0000f000, which GL.iNet firmware uses "
                          "(VPN policy routing, DNS leak guard)" % value)
     return value
+
+
+def check_host_cap(value):
+    """The per-host cap setting: None (off), a count N (int) or a share "P%" (1-100 % of
+    the NAT pool). Text "0", "off" and "" mean off. InputError on anything else."""
+    if value is None or value is False:
+        return None
+    text = str(value).strip().lower()
+    if text in ("", "0", "0%", "off", "none", "no", "disabled"):
+        return None
+    m = re.match(r"^(\d{1,5})\s*(%?)$", text)
+    if not m:
+        raise InputError("the per-host cap must be a number of connections such as 60 or a share "
+                         "of the ports such as 25%%, not %r" % text[:40])
+    number = int(m.group(1))
+    if m.group(2):
+        if not 1 <= number <= 100:
+            raise InputError("a share of the ports must be 1%%..100%%, not %d%%" % number)
+        return "%d%%" % number
+    if not 1 <= number <= 65535:
+        raise InputError("the per-host cap must be 1..65535 connections, not %d" % number)
+    return number
+
+
+def resolve_host_cap(setting, pool):
+    """Connections per LAN host for a checked setting (check_host_cap) and a NAT pool of
+    ``pool`` ports: a share rounds down, but is at least 1. None when off."""
+    if setting is None:
+        return None
+    if isinstance(setting, str):
+        return max(1, pool * int(setting[:-1]) // 100)
+    return int(setting)
 
 
 def normalize_ranges(items):
@@ -264,6 +314,14 @@ def _ipt_to(spec, rng):
 def iptables_jumps(spec):
     """(table, builtin chain, rule args without -A/-I) for the jumps into our chains."""
     jumps = [("nat", "POSTROUTING", "-o %s -m comment --comment %s -j %s" % (spec.wan_if, COMMENT, CHAIN))]
+    if spec.host_cap:
+        # before the guard's FORWARD jump here: both are inserted at the same position, so
+        # the guard ends up first (port-less protocols are dropped before being counted)
+        jumps.append(("filter", "FORWARD",
+                      "-o %s -m conntrack --ctstate NEW ! --ctstatus CONFIRMED -m connlimit --connlimit-above %d "
+                      "--connlimit-mask 32 "
+                      "--connlimit-saddr -m comment --comment %s -j %s_cap"
+                      % (spec.wan_if, spec.host_cap, COMMENT, CHAIN)))
     if spec.guard:
         for builtin in ("FORWARD", "OUTPUT"):
             jumps.append(("filter", builtin,
@@ -381,17 +439,24 @@ def render_iptables(spec, insert=True):
     for _, rules in chains:
         out += rules
     out.append("COMMIT")
-    if spec.guard:
-        guard = CHAIN + "_guard"
-        out += ["*filter", ":%s - [0:0]" % guard]
+    if spec.guard or spec.host_cap:
+        guard, cap = CHAIN + "_guard", CHAIN + "_cap"
+        out.append("*filter")
+        out += [":%s - [0:0]" % name for name, on in ((guard, spec.guard), (cap, spec.host_cap)) if on]
         if insert:
             out += ["-I %s 1 %s" % (chain, args) for table, chain, args in iptables_jumps(spec)
                     if table == "filter"]
-        # Only NEW, INVALID and UNTRACKED packets get here. New TCP first (the common case).
-        out += ["-A %s -p tcp -m conntrack --ctstate NEW -j RETURN" % guard,
-                "-A %s -m conntrack --ctstate INVALID,UNTRACKED -j DROP" % guard]
-        out += ["-A %s -p %s -j RETURN" % (guard, p) for p in PROTOS[1:]]
-        out += ["-A %s -j DROP" % guard, "COMMIT"]
+        if spec.guard:
+            # Only NEW, INVALID and UNTRACKED packets get here. New TCP first (the common case).
+            out += ["-A %s -p tcp -m conntrack --ctstate NEW -j RETURN" % guard,
+                    "-A %s -m conntrack --ctstate INVALID,UNTRACKED -j DROP" % guard]
+            out += ["-A %s -p %s -j RETURN" % (guard, p) for p in PROTOS[1:]]
+            out += ["-A %s -j DROP" % guard]
+        if spec.host_cap:
+            # over the cap: refused at once, never left to time out
+            out += ["-A %s -p tcp -j REJECT --reject-with tcp-reset" % cap,
+                    "-A %s -j REJECT --reject-with icmp-admin-prohibited" % cap]
+        out.append("COMMIT")
     return "\n".join(out) + "\n"
 
 
@@ -458,9 +523,26 @@ def render_nft(spec):
         chain("pick_" + proto, body)
         for i, rng in enumerate(spec.ranges):
             chain("set_%s_%d" % (proto, i), ["meta l4proto %s snat ip to %s:%s" % (proto, spec.ipv4, _nft_ports(rng))])
+    guard = ['oifname "%s" ct state invalid,untracked counter drop' % spec.wan_if]
+    forward = "type filter hook forward priority -5; policy accept;"
+    if spec.host_cap:
+        # One rule per forwarded packet, as with the guard alone: a vmap on the ct state.
+        if spec.guard:
+            chain("guard_fwd", ['oifname "%s" ct state vmap { invalid : goto guard_drop, untracked : goto '
+                                'guard_drop, new : goto host_cap }' % spec.wan_if], hook=forward)
+            chain("guard_drop", ["counter drop"])
+        else:
+            chain("cap_fwd", ['oifname "%s" ct state new goto host_cap' % spec.wan_if], hook=forward)
+        lines.insert(lines.index("table inet %s {" % t) + 1,
+                     "\tset %s {\n\t\ttype ipv4_addr; size 65535; flags dynamic;\n\t}" % HOST_CAP_SET)
+        chain("host_cap", ["ct status & confirmed == 0 add @%s { ip saddr ct count over %d } goto refuse"
+                           % (HOST_CAP_SET, spec.host_cap)])
+        # over the cap: refused at once, never left to time out
+        chain("refuse", ["meta l4proto tcp counter reject with tcp reset",
+                         "counter reject with icmpx type admin-prohibited"])
+    elif spec.guard:
+        chain("guard_fwd", guard, hook=forward)
     if spec.guard:
-        guard = ['oifname "%s" ct state invalid,untracked counter drop' % spec.wan_if]
-        chain("guard_fwd", guard, hook="type filter hook forward priority -5; policy accept;")
         chain("guard_out", guard, hook="type filter hook output priority -5; policy accept;")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -483,6 +565,7 @@ OPTION_NAMES = {
     "nat_keep_out": "kept_out", "keep_out": "kept_out", "kept_out": "kept_out",
     "nat_guard": "guard",
     "nat_tcp_time_wait": "tcp_time_wait",
+    "nat_host_cap": "host_cap",
 }
 
 
@@ -496,7 +579,7 @@ def parse_nat_options(section_options):
     """UCI options of `config mape` (see OPTION_NAMES) -> keywords for NatSpec.
     Pure; raises InputError with a one-line message naming the option."""
     out = {"strategy": DEFAULT_STRATEGY, "backend": "auto", "mark_mask": DEFAULT_MARK_MASK,
-           "kept_out": [], "guard": True, "tcp_time_wait": None}
+           "kept_out": [], "guard": True, "tcp_time_wait": None, "host_cap": None}
     for name, raw in (section_options or {}).items():
         key = OPTION_NAMES.get(name)
         if key is None:
@@ -527,6 +610,8 @@ def parse_nat_options(section_options):
                 if value not in _TRUE + _FALSE:
                     raise InputError("must be 0 or 1, not %r" % value)
                 out[key] = value in _TRUE
+            elif key == "host_cap":
+                out[key] = check_host_cap(_single(name, raw))
             elif key == "tcp_time_wait":
                 value = _single(name, raw)
                 if value.lower() in ("", "0", "off", "default"):

@@ -322,6 +322,12 @@ def _snat_targets(text):
     return sorted(set(re.findall(r"(?:--to-source|snat ip to) (\d+\.\d+\.\d+\.\d+:[\d-]+)", text)))
 
 
+def _host_caps(text):
+    """The per-host cap numbers a ruleset holds (iptables connlimit / nft ct count; a
+    listing repeats it in each element of the nft set)."""
+    return sorted(set(re.findall(r"(?:--connlimit-above|ct count over) (\d+)", text)))
+
+
 def check(spec_or_backend, spec=None):
     """Health of the installed ruleset compared with ``spec``."""
     if isinstance(spec_or_backend, core.NatSpec):
@@ -354,9 +360,10 @@ def _check_iptables(spec):
         return {"health": "missing", "detail": "no mape-py chains"}
     if not nat_jumps:
         return {"health": "missing", "detail": "chains present but no jump from POSTROUTING"}
-    per_chain = {}
+    per_chain = {}     # (built-in chain, our chain) -> jumps: FORWARD may jump to guard and cap
     for j in jumps:
-        per_chain[j.split()[1]] = per_chain.get(j.split()[1], 0) + 1
+        key = "%s->%s" % (j.split()[1], j.split()[-1])
+        per_chain[key] = per_chain.get(key, 0) + 1
     if max(per_chain.values()) > 1:
         return {"health": "duplicated", "detail": "%d jumps into mape-py chains (%s)" % (
             len(jumps), ", ".join("%s x%d" % kv for kv in sorted(per_chain.items())))}
@@ -370,8 +377,10 @@ def _check_iptables(spec):
         if sorted(chains["nat"]) != sorted(expected_chains.get("nat", [])) or \
                 sorted(chains["filter"]) != sorted(expected_chains.get("filter", [])):
             problems.append("chains differ")
-        if spec.guard != bool(chains["filter"]) or len(jumps) != (3 if spec.guard else 1):
+        if len(jumps) != len(core.iptables_jumps(spec)):   # guard: FORWARD + OUTPUT; cap: FORWARD
             problems.append("guard differs")
+        if _host_caps(have_rules + "\n" + "\n".join(jumps)) != _host_caps(want):
+            problems.append("per-host cap differs")
         if "-o %s " % spec.wan_if not in nat_jumps[0]:
             problems.append("jump is not scoped to %s" % spec.wan_if)
         if _snat_targets(have_rules) != _snat_targets(want):
@@ -406,6 +415,8 @@ def _check_nft(spec):
             problems.append("chain count differs")
         if ("jhash" in listing) != (spec.strategy == "hash" and len(spec.ranges) > 1):
             problems.append("strategy differs")
+        if _host_caps(listing) != _host_caps(want):
+            problems.append("per-host cap differs")
         if problems:
             return {"health": "stale", "detail": "; ".join(problems)}
     return {"health": "present", "detail": detail}
