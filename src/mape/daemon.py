@@ -343,6 +343,7 @@ class Daemon:
         """Port usage from conntrack; skipped when the figures are younger than ``max_age``
         seconds (a LuCI poll every 5 s must not re-read a 65k-entry table each time)."""
         from mape.core.conntrack import port_usage
+        from mape.core.nat import resolve_host_cap, subtract_ranges
 
         if self.target is None:
             self.ports = None
@@ -353,10 +354,12 @@ class Daemon:
         self.ports_at = now
         m = self.target.mapping
         try:
-            self.ports = port_usage(self.platform.conntrack_lines(), m.ipv4_text, m.port_sets)
-            self.ports["time"] = int(self.clock())
             nat = self.settings.nat if isinstance(self.settings.nat, dict) else {}
             kept = [[int(a), int(b)] for a, b in (nat.get("kept_out") or [])]
+            pool = sum(b - a + 1 for a, b in subtract_ranges(m.port_sets, kept))   # what NAT may use
+            self.ports = port_usage(self.platform.conntrack_lines(), m.ipv4_text, m.port_sets, pool=pool,
+                                    host_cap=resolve_host_cap(nat.get("host_cap"), pool))
+            self.ports["time"] = int(self.clock())
             if kept:  # allowed ports the NAT rules never use (option nat_keep_out)
                 self.ports["kept_out"] = kept
         except Exception as e:

@@ -37,6 +37,13 @@ def document(daemon, running=True):
         if s.mtu > 1460:
             warnings.append({"code": "mtu-high", "message": "tunnel MTU %d is above 1460: JP MAP-E lines "
                                                           "carry 1460 (1500 - 40 bytes IPv6)" % s.mtu})
+    ports = d.ports if isinstance(d.ports, dict) and d.target is not None else {}
+    if ports.get("nearly_exhausted"):
+        warnings.append({"code": "ports-nearly-exhausted", "message": "%d of the %d ports NAT may use are taken "
+                         "(%d %%): new connections will soon fail%s" % (
+                             ports["used"], ports["pool"], ports["pool_percent"],
+                             "" if ports.get("host_cap") else "; option nat_host_cap limits what one LAN host "
+                             "may take")})
     warnings.extend(d.sys_warnings)
     if d.settings_problem:
         warnings.append({"code": "config-invalid", "message": "%s (the last good settings stay in use)"

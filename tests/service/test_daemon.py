@@ -332,6 +332,29 @@ def test_kept_out_ports_in_status_and_rules(router):
     assert "106.73.34.51:5184-5189" in router.calls() and "106.73.34.51:5184-5199" not in router.calls()
 
 
+def test_host_cap_in_status_rules_and_pool_warning(router):
+    """nat_host_cap '25%': the rules cap each LAN host at 60 of the 240 ports; the status
+    shows per-host usage against it and warns when more than 80 % of the pool is taken."""
+    router.write("etc/config/mape", "config mape 'config'\n\toption verify_timeout '3'\n"
+                                    "\toption nat_host_cap '25%'\n")
+    sets = [(5184 + 4096 * i, 5199 + 4096 * i) for i in range(15)]      # psid 68 of 106.73.34.51
+    ports = [p for a, b in sets for p in range(a, b + 1)]
+    lines = ["ipv4     2 tcp      6 431999 ESTABLISHED src=%s dst=1.2.3.4 sport=40000 dport=443 "
+             "src=1.2.3.4 dst=106.73.34.51 sport=443 dport=%d [ASSURED] mark=0 zone=0 use=2" % (host, port)
+             for host, port in [("192.168.1.2", p) for p in ports[:60]] + [("192.168.1.3", p) for p in ports[60:200]]]
+    router.write("proc/net/nf_conntrack", "\n".join(lines) + "\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    st = router.status()
+    assert st["ports"]["host_cap"] == 60 and st["ports"]["pool"] == 240 and st["ports"]["pool_percent"] == 83
+    assert st["ports"]["top_hosts"] == [{"host": "192.168.1.3", "count": 140, "at_cap": True},
+                                        {"host": "192.168.1.2", "count": 60, "at_cap": True}]
+    assert [w for w in st["warnings"] if w["code"] == "ports-nearly-exhausted"] == [
+        {"code": "ports-nearly-exhausted",
+         "message": "200 of the 240 ports NAT may use are taken (83 %): new connections will soon fail"}]
+    assert "connlimit-above 60 " in router.calls() or "ct count over 60 " in router.calls()
+
+
 def test_one_daemon_at_a_time(router):
     """`daemon --once` (or a second daemon) beside the running service is refused: it must
     not "recover" the live daemon's transaction or take over its pid file (fault: it undid

@@ -49,6 +49,10 @@ def straightforward(text, ipv4, port_sets, top=5):
            "top_hosts": [{"host": h, "count": c} for h, c in sorted(hosts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]}
     if outside:
         out["outside_sets"] = outside
+    out["pool"] = out["capacity"]
+    out["pool_percent"] = out["used"] * 100 // out["capacity"]
+    if out["used"] / out["capacity"] > 0.8:
+        out["nearly_exhausted"] = True
     return out
 
 
@@ -99,3 +103,29 @@ def test_known_table():
     assert (u["used"], u["connections"], u["outside_sets"]) == (2, 3, 1)
     assert [s["used"] for s in u["sets"]] == [2, 0, 0]
     assert u["top_hosts"] == [{"host": "192.168.8.5", "count": 2}, {"host": "192.168.8.23", "count": 1}]
+
+
+def _table(host_ports):
+    """Conntrack lines: one connection per (host, translated port)."""
+    return ["tcp      6 431999 ESTABLISHED src=%s dst=1.2.3.4 sport=40000 dport=443 src=1.2.3.4 dst=%s "
+            "sport=443 dport=%d [ASSURED] mark=0 use=1" % (h, IPV4, p) for h, p in host_ports]
+
+
+def test_pool_warning_above_80_percent_of_what_nat_may_use():
+    ports = [p for a, b in SETS for p in range(a, b + 1)]           # 48 ports
+    u = port_usage(_table(("192.168.1.2", p) for p in ports[:38]), IPV4, SETS)
+    assert (u["pool"], u["used"], u["pool_percent"]) == (48, 38, 79) and "nearly_exhausted" not in u
+    u = port_usage(_table(("192.168.1.2", p) for p in ports[:39]), IPV4, SETS)
+    assert (u["pool_percent"], u["nearly_exhausted"]) == (81, True)
+    # 8 ports kept out: a pool of 40, of which 33 in use is above 80 %
+    u = port_usage(_table(("192.168.1.2", p) for p in ports[:33]), IPV4, SETS, pool=40)
+    assert (u["pool"], u["pool_percent"], u["nearly_exhausted"]) == (40, 82, True)
+
+
+def test_top_hosts_against_the_cap():
+    lines = _table([("192.168.1.2", 5184 + i) for i in range(12)] + [("192.168.1.3", 9280 + i) for i in range(3)])
+    u = port_usage(lines, IPV4, SETS, host_cap=12)
+    assert u["host_cap"] == 12
+    assert u["top_hosts"] == [{"host": "192.168.1.2", "count": 12, "at_cap": True},
+                              {"host": "192.168.1.3", "count": 3, "at_cap": False}]
+    assert "host_cap" not in port_usage(lines, IPV4, SETS)

@@ -184,12 +184,12 @@ def test_bad_params():
 
 def test_parse_nat_options():
     assert parse_nat_options({}) == {"strategy": "rr", "backend": "auto", "mark_mask": 0x00FF0000,
-                                     "kept_out": [], "guard": True, "tcp_time_wait": None}
+                                     "kept_out": [], "guard": True, "tcp_time_wait": None, "host_cap": None}
     got = parse_nat_options({"nat_strategy": "hash", "nat_backend": "fw4", "nat_mark_mask": "0x0f000000",
                              "nat_keep_out": ["5190", "5192-5193", "5191"], "nat_guard": "0",
-                             "nat_tcp_time_wait": "30", "wan_iface": "wan"})
+                             "nat_tcp_time_wait": "30", "wan_iface": "wan", "nat_host_cap": "25%"})
     assert got == {"strategy": "hash", "backend": "nftables", "mark_mask": 0x0F000000,
-                   "kept_out": [(5190, 5193)], "guard": False, "tcp_time_wait": 30}
+                   "kept_out": [(5190, 5193)], "guard": False, "tcp_time_wait": 30, "host_cap": "25%"}
     assert parse_nat_options({"nat_keep_out": "80 443,8080"})["kept_out"] == [(80, 80), (443, 443), (8080, 8080)]
 
 
@@ -202,6 +202,9 @@ def test_parse_nat_options():
     ({"nat_tcp_time_wait": "600"}, "option 'nat_tcp_time_wait': must be seconds 1..120"),
     ({"nat_strategy": ["rr", "hash"]}, "must be a single value"),
     ({"nat_typo": "1"}, "unknown option 'nat_typo'"),
+    ({"nat_host_cap": "lots"}, "option 'nat_host_cap': the per-host cap must be a number of connections"),
+    ({"nat_host_cap": "150%"}, "option 'nat_host_cap': a share of the ports must be 1%..100%, not 150%"),
+    ({"nat_host_cap": "70000"}, "option 'nat_host_cap': the per-host cap must be 1..65535"),
 ])
 def test_parse_nat_options_errors(options, message):
     with pytest.raises(InputError) as e:
@@ -276,3 +279,80 @@ def test_iptables_hash_spreads_consecutive_ports(offset, psid_len):
     assert len(counts) == n
     assert max(counts.values()) <= 2 * min(counts.values())
     assert worst <= 4 * (n.bit_length() + 2)
+
+
+# -- the per-host cap ----------------------------------------------------------------------
+@pytest.mark.parametrize("raw,setting", [(None, None), ("", None), ("0", None), ("off", None), ("60", 60),
+                                         (" 25 % ", "25%"), ("100%", "100%"), (7, 7)])
+def test_host_cap_setting(raw, setting):
+    assert parse_nat_options({} if raw is None else {"nat_host_cap": raw})["host_cap"] == setting
+
+
+def test_host_cap_share_of_the_nat_pool():
+    """A share counts the ports NAT may use (kept-out ports are not in the pool); at least 1."""
+    cap = lambda value, **kw: NatSpec.from_params("192.0.2.1", 0x34, 4, 8, wan_if="map-wan",
+                                                  host_cap=value, **kw).host_cap
+    assert cap(None) is None and cap("0") is None
+    assert cap("25%") == 60 and cap("100%") == 240 and cap("1%") == 2 and cap(60) == 60
+    assert cap("25%", kept_out=["4928-4943", "9024-9039", "13120-13127"]) == 50        # 200 ports left
+    assert NatSpec.from_params("192.0.2.1", 5, 0, 16, wan_if="map-wan", host_cap="1%").host_cap == 1
+
+
+def _tables(text):
+    """iptables-restore text -> {table: [lines]}."""
+    out, table = {}, None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif table:
+            out.setdefault(table, []).append(line)
+    return out
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_host_cap_leaves_nat_alone_and_counts_new_connections_only(guard):
+    """The cap adds filter rules only: the NAT chains (their spread, their ports) are the
+    same as without it, and every cap rule is behind `ct state new` (not yet confirmed)."""
+    plain = NatSpec.from_params("192.0.2.1", 0x34, 4, 8, wan_if="map-wan", guard=guard)
+    capped = NatSpec.from_params("192.0.2.1", 0x34, 4, 8, wan_if="map-wan", guard=guard, host_cap="25%")
+    assert _tables(render_iptables(capped))["nat"] == _tables(render_iptables(plain))["nat"]
+    ipt = render_iptables(capped)
+    jump = [l for l in ipt.splitlines() if "connlimit" in l]
+    assert jump == ["-I FORWARD 1 -o map-wan -m conntrack --ctstate NEW ! --ctstatus CONFIRMED -m connlimit "
+                    "--connlimit-above 60 --connlimit-mask 32 --connlimit-saddr -m comment --comment mape-py "
+                    "-j mape_py_cap"]
+    assert "-A mape_py_cap -p tcp -j REJECT --reject-with tcp-reset" in ipt
+    assert "-A mape_py_cap -j REJECT --reject-with icmp-admin-prohibited" in ipt
+    # the guard's FORWARD jump is inserted last, so it ends up first (port-less protocols
+    # are dropped before they are counted)
+    forward = [l for l in ipt.splitlines() if l.startswith("-I FORWARD")]
+    assert forward[-1].endswith("mape_py_guard" if guard else "mape_py_cap")
+    nft = render_nft(capped)
+    nat_part = lambda text: text[text.index("chain srcnat"):text.index("chain set_icmp_14")]
+    assert nat_part(nft) == nat_part(render_nft(plain))
+    assert "add @cap_hosts { ip saddr ct count over 60 } goto refuse" in nft
+    assert "ct status & confirmed == 0" in nft
+    assert "meta l4proto tcp counter reject with tcp reset" in nft
+    assert "counter reject with icmpx type admin-prohibited" in nft
+    forward = re.search(r"hook forward priority -5; policy accept;\n\t\t(.*)\n", nft).group(1)
+    if guard:   # still one rule per forwarded packet: the guard's, now a vmap with the cap's branch
+        assert forward == ('oifname "map-wan" ct state vmap { invalid : goto guard_drop, untracked : goto '
+                           'guard_drop, new : goto host_cap }')
+    else:
+        assert forward == 'oifname "map-wan" ct state new goto host_cap'
+    assert nft.count("hook forward") == 1
+
+
+def test_no_host_cap_renders_as_before():
+    spec = NatSpec.from_params("192.0.2.1", 0x34, 4, 8, wan_if="map-wan")
+    assert "connlimit" not in render_iptables(spec) and "mape_py_cap" not in render_iptables(spec)
+    assert "ct count" not in render_nft(spec) and "cap_hosts" not in render_nft(spec)
+
+
+def test_cli_host_cap():
+    p = run_cli("render", "--backend", "iptables", "--ipv4", "192.0.2.1", "--psid", "5", "--psid-offset", "4",
+                "--psid-len", "8", "--host-cap", "50%")
+    assert p.returncode == 0 and "--connlimit-above 120 " in p.stdout
+    p = run_cli("render", "--backend", "nftables", "--ipv4", "192.0.2.1", "--psid", "5", "--psid-offset", "4",
+                "--psid-len", "8", "--host-cap", "many")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "per-host cap" in p.stderr

@@ -61,12 +61,19 @@ def _count(lines, ipv4):
     return hosts, ports
 
 
-def port_usage(lines, ipv4, port_sets, top=5):
-    """{"capacity", "used", "connections", "sets":[{first,last,used}], "top_hosts":[{host,count}]}.
+POOL_WARN_PERCENT = 80     # warn when more of the NAT pool is in use
+
+
+def port_usage(lines, ipv4, port_sets, top=5, pool=None, host_cap=None):
+    """{"capacity", "used", "connections", "sets":[{first,last,used}], "top_hosts":[{host,count}],
+    "pool", "pool_percent", ["nearly_exhausted"], ["host_cap"]}.
 
     ``lines``: the conntrack text, or any iterable of its lines (an open file: streamed).
     A connection is ours when its reply direction is addressed to ``ipv4``; its port is
-    the reply's dport (tcp/udp) or id (icmp). ``used`` counts distinct ports in use."""
+    the reply's dport (tcp/udp) or id (icmp). ``used`` counts distinct ports in use.
+    ``pool``: the ports NAT may use (the sets minus the ports kept out; default all);
+    ``nearly_exhausted`` when more than POOL_WARN_PERCENT of it is in use. ``host_cap``:
+    the per-host connection cap; each top host then has ``at_cap`` (its count reached it)."""
     sets = [{"first": a, "last": b, "used": 0, "connections": 0} for a, b in port_sets]
     capacity = sum(b - a + 1 for a, b in port_sets)
     hosts, ports = _count(lines, ipv4)
@@ -91,4 +98,13 @@ def port_usage(lines, ipv4, port_sets, top=5):
     }
     if outside:
         out["outside_sets"] = outside
+    pool = capacity if pool is None else pool
+    out["pool"] = pool
+    out["pool_percent"] = out["used"] * 100 // pool if pool else 0
+    if out["used"] * 100 > POOL_WARN_PERCENT * pool:
+        out["nearly_exhausted"] = True
+    if host_cap:
+        out["host_cap"] = host_cap
+        for h in out["top_hosts"]:
+            h["at_cap"] = h["count"] >= host_cap
     return out
