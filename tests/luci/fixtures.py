@@ -60,6 +60,17 @@ def leaking():
     return st
 
 
+def crowded():
+    """Working with a per-host cap of 60: one host at its cap, 200 of 240 ports in use."""
+    st = ok()
+    st["ports"].update({"used": 200, "pool": 235, "pool_percent": 85, "nearly_exhausted": True, "host_cap": 60,
+                        "top_hosts": [{"host": "192.168.1.23", "count": 60, "at_cap": True},
+                                      {"host": "192.168.1.40", "count": 12, "at_cap": False}]})
+    st["warnings"] = [{"code": "ports-nearly-exhausted",
+                       "message": "200 of the 235 ports NAT may use are taken (85 %): new connections will soon fail"}]
+    return st
+
+
 def daemon_doc(name):
     """A status document recorded from mape-py's daemon and rpcd plugin on the service tier's
     fake router (tests/service/show_status.py), stored in tests/luci/data/."""

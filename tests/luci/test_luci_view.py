@@ -770,6 +770,28 @@ def test_leaking_ports_are_red(page, shot):
     shot("en-leak")
 
 
+def test_per_host_cap_and_nearly_exhausted_pool(page, shot):
+    """Per-host usage against the cap, the host at its cap marked, and the >80 % warning;
+    in Japanese too."""
+    c = page(fixtures.crowded())
+    hosts = c.js("return Array.from(document.querySelectorAll('tr.mape-host')).map(function(tr) {"
+                 " var b = tr.querySelector('.mape-bar > div');"
+                 " return [tr.cells[0].innerText, tr.cells[1].innerText.trim(), b.style.width,"
+                 " tr.classList.contains('mape-at-cap')]; });")
+    assert hosts == [["192.168.1.23", "60 / 60 at the cap", "100%", True], ["192.168.1.40", "12 / 60", "20%", False]]
+    assert "at most 60 connections" in text(c, ".mape-host-cap")
+    assert text(c, ".mape-pool-warning") == "Ports nearly exhausted: 200 of the 235 ports NAT may use are taken (85%)."
+    assert any("More than 80% of the ports are in use" in w for w in texts(c, "#mape-status .alert-message"))
+    c.js("document.getElementById('mape-ports-section').scrollIntoView()")
+    shot("en-host-cap")
+    c = page(fixtures.crowded(), lang="ja")
+    assert text(c, ".mape-pool-warning") == ("ポートが残りわずかです: 200 個のポートが使用中です(NAT が使えるポート 235 個の"
+                                             "うち 85%)。")
+    assert "上限に到達" in texts(c, "tr.mape-host")[0]
+    c.js("document.getElementById('mape-ports-section').scrollIntoView()")
+    shot("ja-host-cap")
+
+
 # documents recorded from the real daemon + rpcd plugin (tests/service/show_status.py)
 
 def test_daemon_document_pd56(page):

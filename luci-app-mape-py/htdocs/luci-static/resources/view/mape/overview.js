@@ -183,6 +183,8 @@ function warningText(w) {
 		return _('The MAP rule for this prefix comes from data of unstated origin: check the result.');
 	case 'unsupported-prefix':
 		return _('No MAP-E rule covers this IPv6 prefix.');
+	case 'ports-nearly-exhausted':
+		return _('More than 80% of the ports are in use: new connections will soon fail. A per-host cap (Settings \u2192 Connections per LAN host) keeps one host from taking them all.');
 	default:
 		return w.message || w.code || '?';
 	}
@@ -435,6 +437,13 @@ function renderPorts(st) {
 			(p && p.connections != null) ? ' \u00a0 ' + _('%d connections').format(p.connections) : ''
 		]));
 
+		if (p && p.nearly_exhausted && !stale)
+			out.push(E('div', { 'class': 'alert-message warning mape-pool-warning' }, [
+				E('strong', {}, [ _('Ports nearly exhausted:') ]), ' ',
+				_('%d of the %d ports NAT may use are taken (%d%%).').format(p.used, p.pool, p.pool_percent), ' ',
+				p.host_cap ? '' : _('One busy host can take them all: set a cap in Settings \u2192 Connections per LAN host.')
+			]));
+
 		if (p && p.outside_sets > 0 && !stale)
 			out.push(E('div', { 'class': 'alert-message error mape-leak' }, [
 				E('strong', {}, [ _('Ports leak:') ]), ' ',
@@ -483,18 +492,24 @@ function renderPorts(st) {
 	}))));
 
 	if (p && Array.isArray(p.top_hosts) && p.top_hosts.length) {
-		var total = p.connections || capacity;
+		/* with a per-host cap, each host's bar is its count against the cap */
+		var cap = (p.host_cap > 0) ? p.host_cap : null, total = cap || p.connections || capacity;
 		out.push(E('h4', {}, [ _('Busiest LAN hosts') ]));
+		if (cap)
+			out.push(E('p', { 'class': 'mape-host-cap' }, [
+				_('Each LAN host may hold at most %d connections; over that, new ones are refused at once.').format(cap)
+			]));
 		out.push(E('table', { 'class': 'table mape-hosts' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
 				E('th', { 'class': 'th' }, [ _('Host') ]),
 				E('th', { 'class': 'th' }, [ _('Connections') ]),
-				E('th', { 'class': 'th', 'style': 'width:50%' }, [ _('Share of all connections') ])
+				E('th', { 'class': 'th', 'style': 'width:50%' }, [ cap ? _('Usage of the per-host cap') : _('Share of all connections') ])
 			])
 		].concat(p.top_hosts.map(function(h) {
-			return E('tr', { 'class': 'tr mape-host' }, [
+			return E('tr', { 'class': 'tr mape-host' + (h.at_cap ? ' mape-at-cap' : '') }, [
 				E('td', { 'class': 'td' }, [ h.host ]),
-				E('td', { 'class': 'td' }, [ String(h.count) ]),
+				E('td', { 'class': 'td' }, [ cap ? '%d / %d'.format(h.count, cap) : String(h.count),
+					(h.at_cap && !stale) ? E('span', { 'class': 'mape-at-cap-badge' }, [ ' ', badge('red', _('at the cap')) ]) : '' ]),
 				E('td', { 'class': 'td' }, [ bar(h.count, total, '%d / %d'.format(h.count, total), stale) ])
 			]);
 		}))));
@@ -761,6 +776,19 @@ return view.extend({
 				if (res !== true)
 					return res;
 			}
+			return true;
+		};
+
+		o = fw.option(form.Value, 'nat_host_cap', _('Connections per LAN host'), _('Optional: at most this many connections through the tunnel per LAN host, as a number (60) or a share of your ports (25%), so that one host cannot take every port. Over the cap a new connection is refused at once. Empty or 0: no cap. Suggested: 25%.'));
+		o.placeholder = '25%';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			var m = String(value).trim().match(/^(\d{1,5})\s*(%?)$/);
+			if (!m)
+				return _('Enter a number of connections (60) or a share of the ports (25%).');
+			if (m[2] ? (+m[1] > 100) : (+m[1] > 65535))
+				return m[2] ? _('A share is at most 100%.') : _('Enter at most 65535 connections.');
 			return true;
 		};
 

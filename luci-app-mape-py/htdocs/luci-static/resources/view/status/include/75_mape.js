@@ -66,6 +66,12 @@ return baseclass.extend({
 				: _('%d of %d port sets in use').format(inUse, p.sets.length)) ]);
 			rows.push([ _('Ports'), lastKnown(stale, _('%d of %d ports in use (%d%%)').format(p.used || 0, p.capacity || 0,
 				p.capacity ? Math.round((p.used || 0) * 100 / p.capacity) : 0)) ]);
+			if (p.host_cap > 0 && Array.isArray(p.top_hosts) && p.top_hosts.length)
+				rows.push([ _('Busiest LAN host'), lastKnown(stale, _('%s: %d of %d connections (the per-host cap)').format(
+					p.top_hosts[0].host, p.top_hosts[0].count, p.host_cap)) ]);
+			if (p.nearly_exhausted && !stale)
+				rows.push([ _('Warning'), E('strong', { 'style': 'color:' + COLOURS.amber }, [
+					_('More than 80% of the ports are in use: new connections will soon fail.') ]) ]);
 		}
 		else if (m.port_count != null) {
 			rows.push([ _('Ports'), _('%d ports in %d sets').format(m.port_count, (m.port_sets || []).length) ]);
