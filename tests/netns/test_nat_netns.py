@@ -248,6 +248,11 @@ def test_host_cap_keeps_nat_properties(fresh, backend, guard):
     once = fresh.ruleset(backend)
     apply(fresh, backend, *extra)
     assert fresh.ruleset(backend) == once
+    _flush_builtins(fresh, backend)    # a fw3 reload, then its include puts the jumps back
+    _include(fresh, backend)
+    assert fresh.ruleset(backend) == once
+    check = ["check", "--backend", backend] + extra + fresh.mapping_args()
+    assert '"health": "present"' in fresh.mape(*check, backend=backend).stdout
     tcp = fresh.traffic("tcp-hold", "--dst", DST, "-n", 300, "--timeout", 3, "--why")
     assert tcp == {"ok": 60, "failed": 240, "errors": {"ECONNREFUSED": 240}}, tcp
     udp = fresh.traffic("udp-burst", "--dst", DST, "-n", 300, "--src", LAN_HOSTS[1], "--timeout", 2)
