@@ -253,12 +253,18 @@ def apply(spec_or_backend, text=None, run_dir=None, backend=None, save=True):
             return backend
         if text is None:
             raise NetfilterError("nothing to apply: give a NatSpec or the rendered text")
-        if backend == "iptables":
-            _must(_restore_argv(), _ipt_transaction(text))
-            other = "nftables"
-        else:
-            _must(["nft", "-f", "-"], text)
-            other = "iptables"
+        try:
+            if backend == "iptables":
+                _must(_restore_argv(), _ipt_transaction(text))
+                other = "nftables"
+            else:
+                _must(["nft", "-f", "-"], text)
+                other = "iptables"
+        except NetfilterError as e:
+            if spec is not None and spec.host_cap:    # the likeliest cause of an opt-in failing
+                raise NetfilterError("%s (option nat_host_cap needs the kernel module %s)"
+                                     % (e, "xt_connlimit" if backend == "iptables" else "nft_connlimit"))
+            raise
         if save:
             _write_atomic(os.path.join(run_dir, SAVED[backend]), text)
             stale = os.path.join(run_dir, SAVED[other])
