@@ -462,6 +462,12 @@ def test_settings_validation_explains_itself(page, luci, shot):
     assert "10 or more" in field_state(c, field("recheck"))[1]
     retype(c, field("nat_tcp_time_wait"), "300")
     assert "between 1 and 120" in field_state(c, field("nat_tcp_time_wait"))[1]
+    for typed, why in (("lots", "a number of connections (60) or a share"), ("150%", "at most 100%"),
+                       ("70000", "at most 65535")):
+        retype(c, field("nat_host_cap"), typed)
+        assert why in field_state(c, field("nat_host_cap"))[1], typed
+    retype(c, field("nat_host_cap"), "25%")
+    assert not field_state(c, field("nat_host_cap"))[0]
 
     # the port list refuses what is not a port, and says why
     retype(c, field("nat_keep_out"), "5190\n")
@@ -529,6 +535,8 @@ SAMPLES = {
     "wan6_iface": ["wan6", "wan_6", "wan.6", "wan-6", "-wan6", ".wan6", "_wan6", "abcdefghijklmno",
                    "abcdefghijklmnop", "wan 6", "w\u00e4n6", "wan", "wan6pd", "6"],
     "wan_iface": ["wan", "wanx", "abcdefghijk", "abcdefghijkl", "wan6", "wan6pd", "w-a.n", "wan/1"],
+    "nat_host_cap": ["0", "00", "0%", "1", "60", "00060", "000060", "65535", "65536", "25%", "25 %", " 25% ",
+                     "100%", "101%", "1%", "%", "25%%", "-1", "1.5", "lots", "off", "６０", "25\t%", "60\n"],
 }
 
 
@@ -538,7 +546,7 @@ def test_page_validation_agrees_with_the_daemon(page, option):
     Python's int(x, 0) reads it (leading zeros refused), interface names of at most 15
     characters (wan: 11, for map-<wan>), all different."""
     c = page(fixtures.ok())
-    default = {"nat_mark_mask": "", "wan6_iface": "wan6", "wan_iface": "wan"}[option]
+    default = {"nat_mark_mask": "", "wan6_iface": "wan6", "wan_iface": "wan", "nat_host_cap": ""}[option]
     on_page = c.js(PAGE_VALID_JS, field(option), SAMPLES[option], default)
     daemon = [daemon_accepts(option, v) for v in SAMPLES[option]]
     disagree = [(v, p, d) for v, p, d in zip(SAMPLES[option], on_page, daemon) if p != (d is True)]

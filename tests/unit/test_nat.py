@@ -282,8 +282,8 @@ def test_iptables_hash_spreads_consecutive_ports(offset, psid_len):
 
 
 # -- the per-host cap ----------------------------------------------------------------------
-@pytest.mark.parametrize("raw,setting", [(None, None), ("", None), ("0", None), ("off", None), ("60", 60),
-                                         (" 25 % ", "25%"), ("100%", "100%"), (7, 7)])
+@pytest.mark.parametrize("raw,setting", [(None, None), ("", None), ("0", None), ("00", None), ("0%", None),
+                                         ("60", 60), ("0060", 60), (" 25 % ", "25%"), ("100%", "100%"), (7, 7)])
 def test_host_cap_setting(raw, setting):
     assert parse_nat_options({} if raw is None else {"nat_host_cap": raw})["host_cap"] == setting
 

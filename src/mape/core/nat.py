@@ -183,17 +183,20 @@ def check_mark_mask(value):
 
 def check_host_cap(value):
     """The per-host cap setting: None (off), a count N (int) or a share "P%" (1-100 % of
-    the NAT pool). Text "0", "off" and "" mean off. InputError on anything else."""
+    the NAT pool). "" and 0 (or 0%) mean off. InputError on anything else (the LuCI page
+    checks the same)."""
     if value is None or value is False:
         return None
-    text = str(value).strip().lower()
-    if text in ("", "0", "0%", "off", "none", "no", "disabled"):
+    text = str(value).strip()
+    if text == "":
         return None
-    m = re.match(r"^(\d{1,5})\s*(%?)$", text)
+    m = re.match(r"^([0-9]{1,5}) *(%?)\Z", text)     # ASCII digits, as the LuCI page
     if not m:
         raise InputError("the per-host cap must be a number of connections such as 60 or a share "
                          "of the ports such as 25%%, not %r" % text[:40])
     number = int(m.group(1))
+    if number == 0:
+        return None
     if m.group(2):
         if not 1 <= number <= 100:
             raise InputError("a share of the ports must be 1%%..100%%, not %d%%" % number)

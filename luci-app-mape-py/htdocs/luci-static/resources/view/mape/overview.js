@@ -784,7 +784,7 @@ return view.extend({
 		o.validate = function(section_id, value) {
 			if (value == null || value === '')
 				return true;
-			var m = String(value).trim().match(/^(\d{1,5})\s*(%?)$/);
+			var m = String(value).trim().match(/^([0-9]{1,5}) *(%?)$/);
 			if (!m)
 				return _('Enter a number of connections (60) or a share of the ports (25%).');
 			if (m[2] ? (+m[1] > 100) : (+m[1] > 65535))
