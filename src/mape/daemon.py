@@ -355,12 +355,14 @@ class Daemon:
         m = self.target.mapping
         try:
             nat = self.settings.nat if isinstance(self.settings.nat, dict) else {}
+            if self.platform.nat.available:
+                nat = self.platform.nat.with_forwards(nat, self.target)
             kept = [[int(a), int(b)] for a, b in (nat.get("kept_out") or [])]
             pool = sum(b - a + 1 for a, b in subtract_ranges(m.port_sets, kept))   # what NAT may use
             self.ports = port_usage(self.platform.conntrack_lines(), m.ipv4_text, m.port_sets, pool=pool,
                                     host_cap=resolve_host_cap(nat.get("host_cap"), pool))
             self.ports["time"] = int(self.clock())
-            if kept:  # allowed ports the NAT rules never use (option nat_keep_out)
+            if kept:  # allowed ports the NAT rules never use (nat_keep_out, port forwards)
                 self.ports["kept_out"] = kept
         except Exception as e:
             self.ports = {"error": str(e)}

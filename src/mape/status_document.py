@@ -50,6 +50,10 @@ def document(daemon, running=True):
                          % d.settings_problem})
     for p in d.input_problems:
         warnings.append({"code": "input-malformed", "message": p})
+    forwards = forwards_document(d.platform.nat.forwards, d.target.mapping, s) if d.target is not None else None
+    for f in (forwards or {}).get("forwards", []):
+        if f.get("allowed") in ("no", "partly") and f["enabled"]:
+            warnings.append(forward_warning(f))
     if warnings:
         doc["warnings"] = warnings
     k = s.history if s else 10
@@ -61,10 +65,36 @@ def document(daemon, running=True):
         doc["retry"] = {k: d.retry[k] for k in ("what", "attempts", "next_retry")}
     if d.ports is not None and d.target is not None:
         doc["ports"] = d.ports
+    if forwards is not None:
+        doc.update(forwards)
     doc["settings"] = s.as_dict() if s else {}
     doc["backend"] = {"platform": d.platform.name,
                       "ubus": getattr(getattr(d.platform, "ubus", None), "backend", None)}
     return doc
+
+
+def forwards_document(forwards, mapping, settings):
+    """{"forwards": [...], "port_use": [...]} (docs/status.md): each port forward against the
+    port sets, and the allowed ports per set with what uses them."""
+    from mape.core import forwards as fw
+
+    nat = settings.nat if settings is not None and isinstance(settings.nat, dict) else {}
+    user = [tuple(r) for r in nat.get("kept_out") or []]
+    entries = fw.assess(forwards, mapping.port_sets, user)
+    return {"forwards": entries, "port_use": fw.port_map(mapping.port_sets, entries, user)}
+
+
+def forward_warning(f):
+    from mape.core.forwards import text_ports
+
+    what = "port forward %s (%s %s)" % (f["name"] or f["section"], "/".join(f["proto"]), f["src_dport"])
+    if f["allowed"] == "partly":
+        message = "%s: only part of its ports lie in the allowed port sets; the others never arrive" % what
+    else:
+        message = "%s: the port is outside the allowed port sets, the BR drops it: it never arrives" % what
+    if f.get("suggestion"):
+        message += "; nearest free allowed: %s" % text_ports(f["suggestion"])
+    return {"code": "forward-port-not-allowed", "message": message}
 
 
 class Writer:

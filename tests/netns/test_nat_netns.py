@@ -307,8 +307,7 @@ def _include(lab, backend):
     script = os.path.join(TOP, "files/usr/share/mape-py/firewall.include")
     env = {"PATH": bindir + ":/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": os.path.join(TOP, "src"),
            "MAPE_PY_IPTABLES": lab.iptables, "MAPE_PY_RUN_DIR": lab.run_dir, "MAPE_PY_FW_BACKEND": backend}
-    text = open(script).read().replace("RUN_DIR=/var/run/mape-py", "RUN_DIR=%s" % lab.run_dir)
-    return lab.ex("rtr", ["sh", "-c", text], env=env)
+    return lab.ex("rtr", ["sh", script], env=env)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -82,3 +82,24 @@ def test_iptables_extensions_follow_strategy_and_backend(router):
     os.unlink(router.path("usr/lib/iptables/libxt_u32.so"))
     rc, checks = doctor(router)
     assert "iptables-extensions" not in checks
+
+
+def test_port_forwards_outside_the_sets_get_the_nearest_free_port(router):
+    """Issue 14 point 1: each forward from the wan zone is checked against the port sets;
+    one the BR would drop comes with the uci command that moves it to a free allowed port."""
+    make_clean(router)
+    router.write("etc/config/firewall", router.read("etc/config/firewall") +
+                 "\nconfig redirect 'game'\n\toption name 'Game'\n\toption src 'wan'\n\toption src_dport '5190'\n"
+                 "\toption dest_ip '192.168.1.20'\n"
+                 "\nconfig redirect\n\toption name 'NAS'\n\toption src 'wan'\n\toption proto 'tcp'\n"
+                 "\toption src_dport '8080'\n\toption dest_ip '192.168.1.30'\n\toption dest_port '80'\n")
+    p = subprocess.run([sys.executable, "-m", "mape", "doctor", "--json", "--root", router.root],
+                       env=router.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    found = [c for c in json.loads(p.stdout)["checks"] if c["code"] == "forward-port"]
+    assert [(c["section"], c["ok"]) for c in found] == [("game", True), ("@redirect[1]", False)]
+    assert "in the allowed port sets of 106.73.34.51" in found[0]["message"]
+    assert found[1]["message"] == ("port forward NAS (tcp 8080 -> 192.168.1.30:80) is outside the allowed port "
+                                   "sets of 106.73.34.51: the BR drops it, it never arrives")
+    assert "uci set firewall.@redirect[1].src_dport='9280'; uci commit firewall" in found[1]["fix"]

@@ -75,7 +75,8 @@ def test_include_does_nothing_without_a_saved_ruleset(fake, tmp_path):
     mape.chmod(0o755)
     run_dir = tmp / "run"
     run_dir.mkdir()
-    text = open(INCLUDE).read().replace("RUN_DIR=/var/run/mape-py", "RUN_DIR=%s" % run_dir)
+    text = open(INCLUDE).read()
+    env = dict(env, MAPE_PY_RUN_DIR=str(run_dir))
     assert subprocess.run([SH, "-c", text], env=env).returncode == 0
     assert not (tmp / "log").exists()
     (run_dir / "firewall.nft").write_text("table inet mape_py {}\n")

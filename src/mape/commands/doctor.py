@@ -100,6 +100,8 @@ def checks(system, network, firewall, settings, map_sh=None, firewall_user=None,
                           "%s %s" % (settings.wan6_iface, "has %s (%s)" % (obs.prefix, obs.source) if obs.prefix
                                      else "has no global IPv6 prefix/address"),
                           "check the ONU/home gateway cable and that IPv6 (IPoE) is provisioned on the line"))
+        if obs.prefix:
+            out.extend(forward_checks(firewall, settings, obs.prefix))
     missing = iptables_extensions(system, settings)
     if missing is not None:
         out.append(_check("iptables-extensions", not missing,
@@ -142,6 +144,48 @@ def checks(system, network, firewall, settings, map_sh=None, firewall_user=None,
                           "/etc/firewall.user %s" % ("has rules from the manual procedure (%s)" % ", ".join(stale)
                                                     if stale else "has no MAP-E rules"),
                           "delete the MAP-E HMARK/mark lines from /etc/firewall.user, then /etc/init.d/firewall restart"))
+    return out
+
+
+def forward_checks(firewall, settings, prefix):
+    """One check per enabled port forward with an external port: in the allowed port sets
+    (kept out of the outgoing SNAT pool), else the nearest free allowed port as the fix."""
+    from mape.core import forwards as fw
+    from mape.core.errors import MapeError
+    from mape.core.mapping import calc
+    from mape.core.nat import parse_nat_options
+    from mape.core.rules import load_table
+
+    try:
+        mapping = calc(prefix, load_table(user_rules=settings.rules))
+        kept = parse_nat_options(settings.nat_options)["kept_out"]
+    except MapeError:
+        return []   # no mapping: the daemon's status says why
+    out = []
+    for f in fw.assess(fw.redirects(firewall, settings.fw_zone), mapping.port_sets, kept):
+        if not f["enabled"] or f["allowed"] == "unknown":
+            continue
+        what = "port forward %s (%s %s -> %s%s)" % (f["name"] or f["section"], "/".join(f["proto"]), f["src_dport"],
+                                                   f["dest_ip"] or "?", ":" + f["dest_port"] if f["dest_port"] else "")
+        if f["allowed"] == "yes":
+            message = "%s is in the allowed port sets of %s (kept out of outgoing NAT)" % (what, mapping.ipv4_text)
+        elif f["allowed"] == "partly":
+            message = "%s is partly outside the allowed port sets of %s: the BR drops those ports" % (
+                what, mapping.ipv4_text)
+        else:
+            message = "%s is outside the allowed port sets of %s: the BR drops it, it never arrives" % (
+                what, mapping.ipv4_text)
+        fix = None
+        if f.get("suggestion"):
+            port = fw.text_ports(f["suggestion"])
+            fix = ("use the nearest free allowed port %s: uci set firewall.%s.src_dport='%s'; uci commit firewall; "
+                   "/etc/init.d/firewall reload (or LuCI: Services -> MAP-E -> use a free allowed port)"
+                   % (port, f["section"], port))
+        elif f["allowed"] != "yes":
+            fix = "no free allowed port left: free one (another forward or nat_keep_out)"
+        check = _check("forward-port", f["allowed"] == "yes", message, fix)
+        check["section"] = f["section"]
+        out.append(check)
     return out
 
 

@@ -131,6 +131,7 @@ class NatAdapter:
     def __init__(self, system):
         self.system = system
         self.problem = None
+        self.forwards = []   # core.forwards.redirects() of the firewall config the platform read last
         try:
             from mape.core import nat as nat_core
             from mape.shell import netfilter
@@ -158,7 +159,19 @@ class NatAdapter:
             return None
         device = device or "map-%s" % settings.wan_iface
         options = settings.nat if settings.nat is not None else self.parse_options(settings.nat_options)
-        return spec_class.from_mapping(target.mapping, device=device, options=options)
+        return spec_class.from_mapping(target.mapping, device=device, options=self.with_forwards(options, target))
+
+    def with_forwards(self, options, target):
+        """``options`` with the allowed ports of the port forwards added to kept_out: an
+        outgoing connection must never take the port a forward needs."""
+        from mape.core.forwards import kept_out
+
+        forwarded = kept_out(self.forwards, target.mapping.port_sets)
+        if not forwarded:
+            return options
+        options = dict(options or {})
+        options["kept_out"] = self.core.normalize_ranges(list(options.get("kept_out") or []) + forwarded)
+        return options
 
     def apply(self, spec):
         if spec is not None and self.netfilter is not None:

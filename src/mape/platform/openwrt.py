@@ -142,9 +142,13 @@ class OpenWrt(Platform):
     # -- compare ---------------------------------------------------------------------
     def current(self, settings):
         """{package: [Section]} as `uci export` shows them, committed (InputError on garbage)."""
+        from mape.core.forwards import redirects
+
         for pkg in PACKAGES:   # staged by a run killed between batch and commit
             self.uci.discard(pkg)
-        return {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
+        exports = {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
+        self.nat.forwards = redirects(exports["firewall"], settings.fw_zone)   # kept out of SNAT
+        return exports
 
     def _originals(self):
         """{package: [Section]} saved before mape-py's first change (empty: none saved)."""
