@@ -13,6 +13,7 @@ COMMANDS = {
     "status": ("mape.commands.status", "show the service status (as `ubus call mape status`)"),
     "doctor": ("mape.commands.doctor", "check for the manual procedure's pitfalls and say how to fix each"),
     "held": ("mape.commands.held", "a manual edit mape-py holds off for: show, adopt, give-up or reapply"),
+    "forward": ("mape.commands.forward", "port forwards against the port sets; move one to a free allowed port"),
 }
 
 USAGE = """usage: mape-py [--version] COMMAND [ARGS...]

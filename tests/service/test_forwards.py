@@ -1,8 +1,10 @@
 """Port forwards that can work (issue 14 point 1), on the fake router: the running daemon
 reads the firewall redirects, reports each against the port sets and keeps the allowed ones
 out of the SNAT pool, again after a firewall reload (the shipped include kicks it)."""
+import json
 import os
 import subprocess
+import sys
 
 from fakerouter import TOP
 
@@ -45,6 +47,7 @@ def test_forwards_in_status_and_kept_out_of_snat_after_a_firewall_reload(router)
     firewall_reload(router)
     router.wait_for(lambda: len((router.status() or {}).get("forwards", [])) == 2, what="two forwards")
     router.wait_for(lambda: "106.73.34.51:5184-5194" in rules(router), what="the NAT rules follow")
+    router.wait_for(lambda: router.status()["state"] == "ok", what="state ok")
     nat = rules(router)
     assert "106.73.34.51:5196-5199" in nat and "106.73.34.51:5191-" not in nat
     st = router.status()
@@ -54,4 +57,36 @@ def test_forwards_in_status_and_kept_out_of_snat_after_a_firewall_reload(router)
     assert "kept_out" not in nas
     warning = [w for w in st["warnings"] if w["code"] == "forward-port-not-allowed"]
     assert warning and "NAS" in warning[0]["message"] and "9280" in warning[0]["message"]
+    assert p.poll() is None
+
+
+def test_use_free_moves_the_forward_and_keeps_the_lan_port(router):
+    """`mape-py forward use-free` (what LuCI's button calls through rpcd): the external port
+    becomes the nearest free allowed one, the LAN server keeps its port, the firewall is
+    reloaded, and after the reload the daemon keeps the new port out of SNAT."""
+    router.write("etc/config/firewall", router.read("etc/config/firewall") + NAS)
+    p = router.start()
+    router.wait_for(lambda: (router.status() or {}).get("forwards"), what="forwards in the status")
+    assert router.status()["forwards"][0]["suggestion"] == [9280, 9280]
+
+    def forward(*args):
+        return subprocess.run([sys.executable, "-m", "mape", "forward"] + list(args) + ["--root", router.root],
+                              env=router.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=60)
+
+    listing = forward()
+    assert listing.returncode == 0 and "DROPPED  NAS" in listing.stdout and "use 9280" in listing.stdout
+    router.clear_calls()
+    out = forward("use-free", "@redirect[0]", "--json")
+    assert json.loads(out.stdout) == {"ok": True, "message": "port forward NAS: external port 8080 -> 9280 "
+                                                             "(the LAN side stays 192.168.1.30:8080)"}, out.stderr
+    fw = router.read("etc/config/firewall")
+    assert "option src_dport '9280'" in fw and "option dest_port '8080'" in fw
+    assert "firewall reload" in router.calls()
+    again = forward("use-free", "@redirect[0]", "--json")
+    assert again.returncode == 1 and "already uses allowed port(s) 9280" in json.loads(again.stdout)["error"]
+    firewall_reload(router)
+    router.wait_for(lambda: router.status()["forwards"][0]["allowed"] == "yes", what="the status follows")
+    router.wait_for(lambda: "106.73.34.51:9281-9295" in rules(router), what="9280 kept out of SNAT")
+    assert router.status()["forwards"][0]["kept_out"] == [[9280, 9280]]
     assert p.poll() is None

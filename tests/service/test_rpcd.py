@@ -57,7 +57,14 @@ def write_doc(run_dir, doc):
 
 def test_list(plugin):
     assert plugin("list") == {"status": {}, "calc": {"prefix": "str"}, "recompute": {}, "adopt": {}, "give_up": {},
-                              "reapply": {}}
+                              "reapply": {}, "use_free_port": {"section": "str"}}
+
+
+@pytest.mark.parametrize("section, error", [("", "missing argument: section"),
+                                            ("x;reboot", "not a firewall section name"),
+                                            ("$(reboot)", "not a firewall section name")])
+def test_use_free_port_takes_only_a_section_name(plugin, section, error):
+    assert plugin("call", "use_free_port", stdin=json.dumps({"section": section})) == {"ok": False, "error": error}
 
 
 def test_status_daemon_never_ran(plugin):
