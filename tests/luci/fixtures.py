@@ -135,6 +135,29 @@ def held():
     return st
 
 
+# Two port forwards from the wan zone: one in the port sets, one the BR drops (issue 14 point 1).
+REDIRECTS = ("\nconfig redirect 'game'\n\toption name 'Game'\n\toption src 'wan'\n\toption src_dport '5190'\n"
+             "\toption dest 'lan'\n\toption dest_ip '192.168.1.20'\n\toption dest_port '3074'\n"
+             "\nconfig redirect 'nas'\n\toption name 'NAS'\n\toption src 'wan'\n\toption proto 'tcp'\n"
+             "\toption src_dport '8080'\n\toption dest 'lan'\n\toption dest_ip '192.168.1.30'\n")
+
+
+def forwards():
+    """ok() with the forwards of REDIRECTS as the daemon reports them (the real core.forwards)."""
+    from mape.core import forwards as fw
+    from mape.core.ucifile import parse
+
+    st = ok()
+    sets = [tuple(r) for r in st["mapping"]["port_sets"]]
+    kept = [(62530, 62533)]
+    entries = fw.assess(fw.redirects(parse(REDIRECTS), "wan"), sets, kept)
+    st["forwards"] = entries
+    st["port_use"] = fw.port_map(sets, entries, kept)
+    st["ports"]["kept_out"] = [[5190, 5190], [62530, 62533]]
+    st["warnings"] = [{"code": "forward-port-not-allowed", "message": "port forward NAS (tcp 8080): ..."}]
+    return st
+
+
 # name -> (document, running): "stopped" is the last document of a daemon that is gone (the
 # real rpcd plugin marks it stopped and keeps the rest, ports included).
 STATES = {"ok": (ok, True), "applying": (applying, True), "unsupported-prefix": (unsupported, True),

@@ -828,3 +828,44 @@ def test_daemon_document_unsupported_prefix(page):
     assert text(c, ".mape-noports") == "ポートセットはまだありません：MAP-E が設定されていません。"
     row = texts(c, "#mape-status .mape-history tr:not(.table-titles)")[0].split("\t")
     assert row[1:] == ["プレフィックス変更", "2a01:4f8:c0c:1200::/56", "-"]
+
+
+# -- port forwards (issue 14 point 1) ----------------------------------------------------------
+
+def test_port_forwards_and_use_a_free_allowed_port(page, luci, shot):
+    """The forwards against the port sets, what keeps each set's ports out of NAT, and "use a
+    free allowed port" through the real rpcd and plugin to `mape-py forward use-free`, which
+    changes the redirect in the bed's /etc/config/firewall with the real uci."""
+    bed = luci.router.bed
+    firewall = bed.read("/etc/config/firewall")
+    bed.write("/etc/config/firewall", firewall + fixtures.REDIRECTS)
+    try:
+        c = page(fixtures.forwards())
+        rows = c.js("return Array.from(document.querySelectorAll('tr.mape-forward')).map(function(tr) {"
+                    " return [tr.getAttribute('data-section'), tr.innerText,"
+                    " tr.querySelector('.mape-badge').getAttribute('data-health')]; });")
+        assert [(r[0], r[2]) for r in rows] == [("game", "green"), ("nas", "red")]
+        assert rows[0][1].split("\t")[:4] == ["Game", "tcp/udp", "5190", "192.168.1.20:3074"]
+        assert "Reachable: in your port sets" in rows[0][1]
+        assert "the border relay drops it" in rows[1][1] and "Use free allowed port 9280" in rows[1][1]
+        assert c.js("return document.querySelectorAll('.mape-use-free').length") == 1
+        kept = c.js("return Array.from(document.querySelectorAll('tr.mape-set .mape-kept')).map("
+                    "function(td) { return td.innerText; });")
+        assert kept[0] == '5190: port forward "Game"' and kept[-1] == "62530\u201362533: kept out of NAT"
+        assert kept[1] == "-"
+        assert "See \"Port forwards\" below" in text(c, ".mape-warnings")
+        shot("en-forwards")
+        c.find(".mape-use-free").click()
+        c.wait("return document.querySelector('#maincontent > .alert-message') != null;")
+        assert [x[1:] for x in luci.server.calls_to("mape", "use_free_port")] == [
+            ("mape", "use_free_port", {"section": "nas"}, 0)]
+        assert 'Port forward "NAS" now uses port 9280' in notices(c)[0], notices(c)
+        shown = luci.router.uci_show("firewall")
+        assert "firewall.nas.src_dport='9280'" in shown and "firewall.nas.dest_port='8080'" in shown
+        assert denied(luci) == []
+        c = page(fixtures.forwards(), lang="ja")
+        assert "空いている利用可能ポート 9280 を使う" in text(c, ".mape-forwards")
+        assert "ポートフォワード「Game」" in text(c, "tr.mape-set .mape-kept")
+        shot("ja-forwards")
+    finally:
+        bed.write("/etc/config/firewall", firewall)

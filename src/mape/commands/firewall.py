@@ -18,12 +18,17 @@ examples:
       | iptables-restore --noflush
   mape-py firewall check --wan-if map-wan --prefix 240b:10:1234:5600::/56
 
+The ports of the port forwards in /etc/config/firewall (DNAT redirects from the wan zone)
+inside the port sets are kept out of NAT, as the daemon keeps them (--forwards none: not).
+
 MAP-E のポートセット NAT ルールを生成・適用・削除・確認します。
 """
 import json
 import sys
 
 from mape.core.errors import InputError
+
+FIREWALL_CONFIG = "/etc/config/firewall"
 
 
 def add_arguments(parser):
@@ -51,6 +56,10 @@ def add_arguments(parser):
                         help="apply: shorten conntrack's TCP TIME_WAIT timeout (opt-in)")
     parser.add_argument("--config", default="/etc/config/mape", metavar="FILE",
                         help="user `config rule` sections for --prefix (default: %(default)s, if present)")
+    parser.add_argument("--forwards", default=FIREWALL_CONFIG, metavar="FILE",
+                        help="firewall config whose port forwards (DNAT redirects from --zone) are kept out "
+                             "of NAT, as the daemon does (default: %(default)s, if present; 'none': ignore)")
+    parser.add_argument("--zone", default="wan", help="the MAP-E firewall zone (default: %(default)s)")
 
 
 def build_spec(args):
@@ -75,10 +84,34 @@ def build_spec(args):
         from mape.commands.calc import load_table
         from mape.core.mapping import calc
 
-        return NatSpec.from_mapping(calc(args.prefix, load_table(args.config)), **kw)
+        mapping = calc(args.prefix, load_table(args.config))
+        return NatSpec.from_mapping(mapping, **_with_forwards(args, kw, mapping.port_sets))
     if any(v is None for v in numeric):
         raise InputError("give --prefix, or all of --ipv4 --psid --psid-offset --psid-len")
-    return NatSpec.from_params(args.ipv4, args.psid, args.psid_offset, args.psid_len, **kw)
+    sets = NatSpec.from_params(args.ipv4, args.psid, args.psid_offset, args.psid_len, **kw).port_sets
+    return NatSpec.from_params(args.ipv4, args.psid, args.psid_offset, args.psid_len,
+                               **_with_forwards(args, kw, sets))
+
+
+def _with_forwards(args, kw, port_sets):
+    """``kw`` with the allowed ports of the port forwards in --forwards added to kept_out."""
+    from mape.core import forwards
+    from mape.core.nat import normalize_ranges
+    from mape.core.ucifile import parse
+
+    if args.forwards == "none":
+        return kw
+    try:
+        with open(args.forwards, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if args.forwards == FIREWALL_CONFIG:
+            return kw   # not an OpenWrt firewall: nothing forwarded
+        raise InputError("--forwards: %s does not exist" % args.forwards)
+    except OSError as e:
+        raise InputError("--forwards: %s" % e)
+    kept = forwards.kept_out(forwards.redirects(parse(text, source=args.forwards), args.zone), port_sets)
+    return dict(kw, kept_out=normalize_ranges(list(kw["kept_out"]) + kept)) if kept else kw
 
 
 def run(args):

@@ -23,6 +23,8 @@ var callRecompute = rpc.declare({ object: 'mape', method: 'recompute' });
 var callAdopt = rpc.declare({ object: 'mape', method: 'adopt' });
 var callGiveUp = rpc.declare({ object: 'mape', method: 'give_up' });
 var callReapply = rpc.declare({ object: 'mape', method: 'reapply' });
+/* move a port forward the border relay drops to the nearest free allowed port */
+var callUseFreePort = rpc.declare({ object: 'mape', method: 'use_free_port', params: [ 'section' ] });
 var mayWrite = true;
 /* May this login call a method? (rpcd's ACL: "Recompute now" needs the write part) */
 var callAccess = rpc.declare({ object: 'session', method: 'access', params: [ 'scope', 'object', 'function' ],
@@ -185,6 +187,8 @@ function warningText(w) {
 		return _('No MAP-E rule covers this IPv6 prefix.');
 	case 'ports-nearly-exhausted':
 		return _('More than 80% of the ports are in use: new connections will soon fail. A per-host cap (Settings \u2192 Connections per LAN host) keeps one host from taking them all.');
+	case 'forward-port-not-allowed':
+		return _('A port forward uses a port outside your port sets: the provider\'s border relay drops it, it never arrives. See "Port forwards" below.');
 	default:
 		return w.message || w.code || '?';
 	}
@@ -406,7 +410,98 @@ function renderHeld(held) {
 	]);
 }
 
+/* What keeps allowed ports of the set starting at ``first`` away from outgoing NAT:
+ * port forwards and the "Ports kept out of NAT" setting (status port_use[]). */
+function keptFor(st, first) {
+	var use = (Array.isArray(st.port_use) ? st.port_use : []).filter(function(u) {
+		return Array.isArray(u.ports) && u.ports[0] == first;
+	})[0];
+	if (!use || !Array.isArray(use.used) || !use.used.length)
+		return [ '-' ];
+	var out = [];
+	use.used.forEach(function(u, i) {
+		if (i)
+			out.push(E('br'));
+		out.push(E('span', { 'class': 'mape-kept-item', 'data-by': u.by }, [
+			(u.by == 'forward') ? _('%s: port forward "%s"').format(fmtRange(u.ports), u.name)
+			                    : _('%s: kept out of NAT').format(fmtRange(u.ports))
+		]));
+	});
+	return out;
+}
+
+function forwardInfo(f) {
+	switch (f.allowed) {
+	case 'yes':
+		return [ 'green', _('Reachable: in your port sets, kept out of outgoing NAT') ];
+	case 'partly':
+		return [ 'amber', _('Partly outside your port sets: those ports never arrive') ];
+	case 'no':
+		return [ 'red', _('Outside your port sets: the border relay drops it, it never arrives') ];
+	default:
+		return [ 'grey', _('No external port') ];
+	}
+}
+
+function useFreePort(f) {
+	var what = _('Moving port forward "%s"').format(f.name || f.section);
+	return callUseFreePort(f.section).then(function(res) {
+		if (L.isObject(res) && res.ok)
+			ui.addNotification(null, E('p', {}, [ _('Port forward "%s" now uses port %s; the LAN side is unchanged.').format(
+				f.name || f.section, fmtRange(f.suggestion)) ]), 'info');
+		else
+			ui.addNotification(null, E('p', {}, [ _('%s failed: %s').format(what,
+				L.isObject(res) ? (res.error || '?') : _('ubus error %d').format(res)) ]), 'error');
+	}, function(err) {
+		ui.addNotification(null, E('p', {}, [ _('%s failed: %s').format(what, errorText(err)) ]), 'error');
+	});
+}
+
+/* Port forwards (firewall redirects from the WAN zone) against the port sets. */
+function renderForwards(st) {
+	var list = Array.isArray(st.forwards) ? st.forwards : [];
+	if (st.__unreachable || !list.length)
+		return [];
+	var stale = isStale(st);
+	return [
+		E('h4', {}, [ _('Port forwards') ]),
+		E('table', { 'class': 'table mape-forwards' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, [ _('Name') ]),
+				E('th', { 'class': 'th' }, [ _('Protocol') ]),
+				E('th', { 'class': 'th' }, [ _('External port') ]),
+				E('th', { 'class': 'th' }, [ _('LAN host') ]),
+				E('th', { 'class': 'th' }, [ _('State') ]),
+				E('th', { 'class': 'th' }, [ '' ])
+			])
+		].concat(list.map(function(f) {
+			var info = forwardInfo(f);
+			var colour = (stale || !f.enabled) ? 'grey' : info[0];
+			var label = f.enabled ? info[1] : _('Disabled');
+			var action = '';
+			if (f.suggestion && f.enabled && !stale)
+				action = E('button', {
+					'class': 'cbi-button cbi-button-action mape-use-free', 'data-section': f.section,
+					'disabled': mayWrite ? null : true,
+					'click': ui.createHandlerFn(this, function() { return useFreePort(f); })
+				}, [ _('Use free allowed port %s').format(fmtRange(f.suggestion)) ]);
+			return E('tr', { 'class': 'tr mape-forward', 'data-section': f.section, 'data-allowed': f.allowed }, [
+				E('td', { 'class': 'td' }, [ f.name || f.section ]),
+				E('td', { 'class': 'td' }, [ (f.proto || []).join('/') ]),
+				E('td', { 'class': 'td' }, [ f.src_dport || '-' ]),
+				E('td', { 'class': 'td' }, [ (f.dest_ip || '?') + ':' + (f.dest_port || f.src_dport || '?') ]),
+				E('td', { 'class': 'td' }, [ badge(colour, label) ]),
+				E('td', { 'class': 'td' }, [ action ])
+			]);
+		})))
+	];
+}
+
 function renderPorts(st) {
+	return renderSets(st).concat(renderForwards(st));
+}
+
+function renderSets(st) {
 	if (st.__unreachable)
 		return [ E('p', { 'class': 'mape-noports' }, [ _('No port information without the status service.') ]) ];
 
@@ -479,7 +574,8 @@ function renderPorts(st) {
 			E('th', { 'class': 'th' }, [ _('Port range') ]),
 			E('th', { 'class': 'th' }, [ _('Ports in use') ]),
 			E('th', { 'class': 'th' }, [ _('Connections') ]),
-			E('th', { 'class': 'th', 'style': 'width:45%' }, [ _('Usage') ])
+			E('th', { 'class': 'th', 'style': 'width:35%' }, [ _('Usage') ]),
+			E('th', { 'class': 'th' }, [ _('Kept for') ])
 		])
 	].concat(sets.map(function(s) {
 		var size = s.last - s.first + 1;
@@ -487,7 +583,8 @@ function renderPorts(st) {
 			E('td', { 'class': 'td' }, [ fmtRange([ s.first, s.last ]) ]),
 			E('td', { 'class': 'td' }, [ '%d / %d'.format(s.used, size) ]),
 			E('td', { 'class': 'td' }, [ s.connections != null ? String(s.connections) : '-' ]),
-			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size), stale) ])
+			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size), stale) ]),
+			E('td', { 'class': 'td mape-kept' }, keptFor(st, s.first))
 		]);
 	}))));
 
