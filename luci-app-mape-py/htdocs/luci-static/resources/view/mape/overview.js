@@ -863,7 +863,7 @@ return view.extend({
 			return true;
 		};
 
-		o = fw.option(form.DynamicList, 'nat_keep_out', _('Ports kept out of NAT'), _('Ports or ranges (5190-5199) of your port sets that LAN connections must not use, for example for port forwards.'));
+		o = fw.option(form.DynamicList, 'nat_keep_out', _('Ports kept out of NAT'), _('Ports or ranges (5190-5199) of your port sets that LAN connections must not use, for example for a service on the router. The ports of port forwards are kept out automatically.'));
 		o.validate = function(section_id, value) {
 			var items = Array.isArray(value) ? value : [ value ];
 			for (var i = 0; i < items.length; i++) {
