@@ -51,6 +51,9 @@ def document(daemon, running=True):
     for p in d.input_problems:
         warnings.append({"code": "input-malformed", "message": p})
     forwards = forwards_document(d.platform.nat.forwards, d.target.mapping, s) if d.target is not None else None
+    if (forwards or {}).pop("every_port_forwarded", False):
+        warnings.append({"code": "every-port-forwarded", "message": "the port forwards hold every allowed port: "
+                         "none is kept out of outgoing NAT (outgoing connections would have no port left)"})
     for f in (forwards or {}).get("forwards", []):
         if f.get("allowed") in ("no", "partly") and f["enabled"]:
             warnings.append(forward_warning(f))
@@ -81,7 +84,10 @@ def forwards_document(forwards, mapping, settings):
     nat = settings.nat if settings is not None and isinstance(settings.nat, dict) else {}
     user = [tuple(r) for r in nat.get("kept_out") or []]
     entries = fw.assess(forwards, mapping.port_sets, user)
-    return {"forwards": entries, "port_use": fw.port_map(mapping.port_sets, entries, user)}
+    out = {"forwards": entries, "port_use": fw.port_map(mapping.port_sets, entries, user)}
+    if fw.every_port_forwarded(forwards, mapping.port_sets, user):
+        out["every_port_forwarded"] = True
+    return out
 
 
 def forward_warning(f):

@@ -90,3 +90,18 @@ def test_use_free_moves_the_forward_and_keeps_the_lan_port(router):
     router.wait_for(lambda: "106.73.34.51:9281-9295" in rules(router), what="9280 kept out of SNAT")
     assert router.status()["forwards"][0]["kept_out"] == [[9280, 9280]]
     assert p.poll() is None
+
+
+def test_a_forward_of_every_port_keeps_outgoing_nat_working(router):
+    """DMZ-style: one redirect of 1-65535. Keeping its ports out would leave outgoing NAT
+    nothing: all 240 ports stay in the pool, the status says so."""
+    router.write("etc/config/firewall", router.read("etc/config/firewall") +
+                 "\nconfig redirect\n\toption name 'DMZ'\n\toption src 'wan'\n\toption src_dport '1-65535'\n"
+                 "\toption dest_ip '192.168.1.40'\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    st = router.status()
+    assert st["state"] == "ok", st["state_reason"]
+    assert st["forwards"][0]["allowed"] == "partly" and "kept_out" not in st["ports"]
+    assert [w["code"] for w in st["warnings"]].count("every-port-forwarded") == 1
+    assert "106.73.34.51:5184-5199" in rules(router)

@@ -127,3 +127,14 @@ def test_nearest_free_is_allowed_free_and_nearest(psid, port, length, taken):
     a, b = got
     assert b - a + 1 == n and all(q in free_set for q in range(a, b + 1))
     assert abs(a - port) == min(abs(s - port) for s in starts)
+
+
+def test_a_forward_of_every_port_never_leaves_outgoing_nat_without_a_port():
+    """A DMZ-style redirect of 1-65535 (or forwards plus nat_keep_out holding every allowed
+    port): nothing is kept out, and the status can say why."""
+    dmz = fw.redirects(parse("config redirect\n\toption src 'wan'\n\toption src_dport '1-65535'\n"), "wan")
+    assert fw.kept_out(dmz, SETS) == [] and fw.every_port_forwarded(dmz, SETS)
+    game = fw.redirects(parse(FIREWALL), "wan")
+    assert fw.kept_out(game, SETS, [(5184, 65535)]) == []
+    assert fw.kept_out(game, SETS, [(5184, 5189)]) == [(5190, 5190), (9290, 9295)]
+    assert not fw.every_port_forwarded(game, SETS) and not fw.every_port_forwarded([], SETS)

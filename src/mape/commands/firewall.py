@@ -110,7 +110,8 @@ def _with_forwards(args, kw, port_sets):
         raise InputError("--forwards: %s does not exist" % args.forwards)
     except OSError as e:
         raise InputError("--forwards: %s" % e)
-    kept = forwards.kept_out(forwards.redirects(parse(text, source=args.forwards), args.zone), port_sets)
+    kept = forwards.kept_out(forwards.redirects(parse(text, source=args.forwards), args.zone), port_sets,
+                             normalize_ranges(kw["kept_out"]))
     return dict(kw, kept_out=normalize_ranges(list(kw["kept_out"]) + kept)) if kept else kw
 
 

@@ -75,13 +75,24 @@ def _intersect(rng, sets):
     return [(max(a, x), min(b, y)) for x, y in sets if max(a, x) <= min(b, y)]
 
 
-def kept_out(forwards, port_sets):
-    """The allowed ports the active forwards use: to keep out of the SNAT pool."""
+def kept_out(forwards, port_sets, user_kept_out=()):
+    """The allowed ports the active forwards use: to keep out of the SNAT pool. None at all
+    when that would leave outgoing NAT no port (a forward of every port, DMZ-style): the
+    status then warns (every_port_forwarded)."""
     ranges = []
     for f in forwards:
         if f["enabled"] and f["ports"] and _port_protos(f["proto"]):
             ranges.extend(_intersect(f["ports"], port_sets))
-    return _merge(ranges)
+    ranges = _merge(ranges)
+    if ranges and not _subtract(_subtract(port_sets, ranges), _merge(user_kept_out)):
+        return []
+    return ranges
+
+
+def every_port_forwarded(forwards, port_sets, user_kept_out=()):
+    """True when the forwards (with nat_keep_out) hold every allowed port."""
+    return bool(forwards) and not kept_out(forwards, port_sets, user_kept_out) and any(
+        f["enabled"] and f["ports"] and _intersect(f["ports"], port_sets) for f in forwards)
 
 
 def nearest_free(ports, port_sets, used):

@@ -166,10 +166,10 @@ class NatAdapter:
         outgoing connection must never take the port a forward needs."""
         from mape.core.forwards import kept_out
 
-        forwarded = kept_out(self.forwards, target.mapping.port_sets)
+        options = dict(options or {})
+        forwarded = kept_out(self.forwards, target.mapping.port_sets, options.get("kept_out") or ())
         if not forwarded:
             return options
-        options = dict(options or {})
         options["kept_out"] = self.core.normalize_ranges(list(options.get("kept_out") or []) + forwarded)
         return options
 

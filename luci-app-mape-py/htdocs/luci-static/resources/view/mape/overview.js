@@ -187,6 +187,8 @@ function warningText(w) {
 		return _('No MAP-E rule covers this IPv6 prefix.');
 	case 'ports-nearly-exhausted':
 		return _('More than 80% of the ports are in use: new connections will soon fail. A per-host cap (Settings \u2192 Connections per LAN host) keeps one host from taking them all.');
+	case 'every-port-forwarded':
+		return _('Your port forwards cover every port of your port sets: none of them is kept out of outgoing NAT, or LAN connections would have no port left.');
 	case 'forward-port-not-allowed':
 		return _('A port forward uses a port outside your port sets: the provider\'s border relay drops it, it never arrives. See "Port forwards" below.');
 	default:
