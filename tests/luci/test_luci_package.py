@@ -75,7 +75,7 @@ def test_acl_separates_read_and_write():
     doc = json.loads(read(os.path.join(i18n.APP, "root", "usr", "share", "rpcd", "acl.d", "luci-app-mape-py.json")))
     grp = doc["luci-app-mape-py"]
     assert grp["read"]["ubus"] == {"mape": ["status", "calc"]}
-    assert grp["write"]["ubus"] == {"mape": ["recompute", "adopt", "give_up", "reapply"]}
+    assert grp["write"]["ubus"] == {"mape": ["recompute", "adopt", "give_up", "reapply", "use_free_port"]}
     assert grp["read"]["uci"] == ["mape"] and grp["write"]["uci"] == ["mape"]
 
 

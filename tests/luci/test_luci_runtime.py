@@ -104,7 +104,8 @@ def test_acl_as_rpcd_applies_it(luci):
     calls = declared(os.path.join(i18n.VIEW_DIR, "view", "mape", "overview.js")) | \
         declared(os.path.join(i18n.VIEW_DIR, "view", "status", "include", "75_mape.js"))
     assert calls == {("mape", "status"), ("mape", "calc"), ("mape", "recompute"), ("mape", "adopt"),
-                     ("mape", "give_up"), ("mape", "reapply"), ("session", "access")}
+                     ("mape", "give_up"), ("mape", "reapply"), ("mape", "use_free_port"),
+                     ("session", "access")}
 
     def access(user, scope, obj, fn):
         _, res = luci.router.ubus.call("session", "access", {
@@ -114,7 +115,7 @@ def test_acl_as_rpcd_applies_it(luci):
         assert access("root", "ubus", obj, fn), (obj, fn)
     assert access("viewer", "ubus", "mape", "status") and access("viewer", "ubus", "mape", "calc")
     assert not access("viewer", "ubus", "mape", "recompute")
-    assert not any(access("viewer", "ubus", "mape", fn) for fn in ("adopt", "give_up", "reapply"))
+    assert not any(access("viewer", "ubus", "mape", fn) for fn in ("adopt", "give_up", "reapply", "use_free_port"))
     assert access("root", "uci", "mape", "write") and access("viewer", "uci", "mape", "read")
     assert not access("viewer", "uci", "mape", "write")
     _, groups = luci.router.ubus.call("session", "access", {"ubus_rpc_session": luci.router.sessions["viewer"]["sid"]})

@@ -412,7 +412,7 @@ function renderHeld(held) {
 	]);
 }
 
-/* What keeps allowed ports of the set starting at ``first`` away from outgoing NAT:
+/* What keeps allowed ports of the set starting at 'first' away from outgoing NAT:
  * port forwards and the "Ports kept out of NAT" setting (status port_use[]). */
 function keptFor(st, first) {
 	var use = (Array.isArray(st.port_use) ? st.port_use : []).filter(function(u) {
