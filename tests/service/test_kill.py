@@ -73,7 +73,10 @@ def test_killed_again_during_the_recovery(router, new_config):
     router.write("hang/commit-network", "")  # the undo batch commits network
     router.set_wan6(None)
     p = router.start()
-    router.wait_for(lambda: os.path.exists(router.path("reached/commit-network")), what="undo during recovery")
+    # the start first waits up to 20 s for the hung commit the killed run left (its own process
+    # group outlived killpg), then kills it: on a loaded machine that alone nears the default 60 s
+    router.wait_for(lambda: os.path.exists(router.path("reached/commit-network")), timeout=180,
+                    what="undo during recovery")
     assert "rolling-back" in router.read("etc/mape-py/journal")
     router.kill_hard(p)
     os.unlink(router.path("hang/commit-network"))
