@@ -235,6 +235,34 @@ def test_host_cap_refuses_at_once_and_leaves_room_for_others(fresh, backend):
         assert p.returncode == 1 and '"health": "stale"' in p.stdout, (other, p.stdout)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_cap_two_hosts_fill_every_set_evenly(fresh, backend):
+    """Cap on (50 %: 120 of 240): two LAN hosts asking for 200 held connections each get 120
+    each, refused at once beyond; together they use every allowed port exactly once, so each
+    port set carries exactly its 16 (rr: balanced, chi-square 0), and the BR sees no packet
+    from a wrong port."""
+    apply(fresh, backend, "--host-cap", "50%")
+    a, b = LAN_HOSTS
+    pa, got_a = _hold(fresh, "--dst", DST, "-n", 200, "--src", a, "--timeout", 10)
+    try:
+        pb, got_b = _hold(fresh, "--dst", DST, "-n", 200, "--src", b, "--timeout", 10)
+        try:
+            want = {"ok": 120, "failed": 80, "errors": {"ECONNREFUSED": 80}}
+            assert (got_a, got_b) == (want, want)
+            ports = fresh.server_ports(expect=240)
+            assert sorted(ports) == [p for lo, hi in fresh.allowed for p in range(lo, hi + 1)]
+            counts = {}
+            for port in ports:
+                counts[set_index(fresh, port)] = counts.get(set_index(fresh, port), 0) + 1
+            assert sorted(counts.values()) == [16] * len(fresh.allowed), counts
+            assert chi_square(list(counts.values())) == 0
+        finally:
+            _release(pb)
+    finally:
+        _release(pa)
+    assert fresh.leaked() == 0, fresh.leaks()
+
+
 @pytest.mark.parametrize("guard", [True, False])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_host_cap_keeps_nat_properties(fresh, backend, guard):
