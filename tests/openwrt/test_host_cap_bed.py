@@ -4,11 +4,15 @@ reload` runs mape-py's include) exactly once, follows a changed cap through the 
 reload path (uci commit + `/etc/init.d/mape-py reload`, as LuCI's Save & Apply), goes away
 when set off and with `opkg remove`. Also where the cap sits among fw3's / fw4's own rules.
 
-LAN traffic through the cap is not carried here: the bed has no ip6tnl, so wan (proto map)
-never comes up and there is no tunnel device to forward to (README.md). tests/netns carries
-it (test_host_cap_*) with the same rules, and checks their place after fw3's
-RELATED,ESTABLISHED accept (test_iptables_guard_sits_after_fw3_established_accept)."""
+LAN traffic: the bed has no ip6tnl, so wan (proto map) never comes up and netifd makes no
+tunnel (README.md). test_lan_hosts_through_the_cap puts a veth of that name in its place, to
+a server namespace, and sends real LAN traffic through the real firewall's forward path and
+our rules as the daemon installed them."""
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -122,3 +126,125 @@ def priority(text):
     assert m, text
     base = 0 if m.group(1) == "filter" else int(m.group(1))
     return base + (int(m.group(3)) * (1 if m.group(2) == "+" else -1) if m.group(2) else 0)
+
+
+TRAFFIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "netns", "traffic.py")
+SERVER = "198.51.100.1"                      # TEST-NET-2, only inside the namespaces made here
+LAN_A, LAN_B = "192.168.1.100", "192.168.1.101"
+
+
+def sh(*argv, check=True):
+    p = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=60)
+    if check and p.returncode:
+        raise AssertionError("%s -> %d: %s" % (" ".join(argv), p.returncode, p.stderr.strip()))
+    return p.stdout
+
+
+def mac(ns, dev):
+    return json.loads(sh("ip", "-n", ns, "-json", "link", "show", "dev", dev))[0]["address"]
+
+
+class Tunnel:
+    """A veth named as the daemon's tunnel device in the bed, to a server namespace that
+    answers the shared IPv4 (the BR and the Internet in one)."""
+
+    def __init__(self, r, wan_if, shared):
+        self.r, self.wan_if, self.shared = r, wan_if, shared
+        self.ns = r.line.ns + "-srv"
+        self.server = None
+        self.ready = os.path.join(r.line.work, "srv.ready")
+        self.record = os.path.join(r.line.work, "srv.ports")
+
+    def up(self):
+        bed = self.r.bed.name
+        sh("ip", "netns", "add", self.ns)
+        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+        sh("ip", "link", "add", self.wan_if, "netns", bed, "type", "veth", "peer", "name", "srv0", "netns", self.ns)
+        sh("ip", "-n", self.ns, "addr", "add", SERVER + "/32", "dev", "srv0")
+        sh("ip", "-n", self.ns, "link", "set", "srv0", "up")
+        sh("ip", "-n", bed, "link", "set", self.wan_if, "up")
+        sh("ip", "-n", self.ns, "route", "add", self.shared + "/32", "dev", "srv0")
+        sh("ip", "-n", bed, "route", "add", SERVER + "/32", "dev", self.wan_if)
+        # no IPv4 on the bed's side to ARP from: fixed neighbours both ways
+        sh("ip", "-n", self.ns, "neigh", "replace", self.shared, "lladdr", mac(bed, self.wan_if), "dev", "srv0")
+        sh("ip", "-n", bed, "neigh", "replace", SERVER, "lladdr", mac(self.ns, "srv0"), "dev", self.wan_if)
+        lan = self.r.line.lan_ns
+        for addr in (LAN_A, LAN_B):
+            sh("ip", "-n", lan, "addr", "add", addr + "/24", "dev", "lan0")
+        sh("ip", "-n", lan, "route", "add", "default", "via", "192.168.1.1")
+        if os.path.exists(self.ready):
+            os.unlink(self.ready)
+        log = os.path.join(self.r.line.work, "srv.log")
+        with open(log, "w") as out:
+            self.server = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, TRAFFIC, "server",
+                                            "--listen", SERVER, "--ready", self.ready, "--record", self.record],
+                                           stdout=out, stderr=out)
+        if not C.wait(self.r, "the server", lambda: os.path.exists(self.ready) or None, 20):
+            with open(log) as f:
+                raise AssertionError("the server did not start: %s" % f.read()[-2000:])
+        return self
+
+    def ports(self, expect):
+        """Source ports the server saw (the shared IPv4's: the only address it routes back to)."""
+        def seen():
+            with open(self.record) as f:
+                ports = [int(line.split()[2]) for line in f if line.startswith("tcp ")]
+            return ports if len(ports) >= expect else None
+        return C.wait(self.r, "%d connections at the server" % expect, seen, 10) or seen() or []
+
+    def down(self):
+        if self.server is not None and self.server.poll() is None:
+            self.server.kill()
+            self.server.wait(10)
+        sh("ip", "netns", "del", self.ns, check=False)
+
+    def client(self, *args):
+        return ["ip", "netns", "exec", self.r.line.lan_ns, sys.executable, TRAFFIC] + [str(a) for a in args]
+
+
+@pytest.mark.parametrize("profile", C.PROFILES)
+def test_lan_hosts_through_the_cap(profile, fresh_router):
+    """One LAN host asking for 100 connections holds its cap (60) and gets the other 40
+    refused at once (TCP reset: ECONNREFUSED, no timeout) while a second host still connects;
+    through the real fw3/fw4 forward path with the rules the daemon installed, every
+    connection leaving from an allowed port of the shared IPv4."""
+    r = fresh_router(profile, "pd56", dict(C.NO_ROLLBACK, nat_host_cap="60"))
+    st = r.wait_settled(60)
+    assert st and st.get("mapping"), r.explain()
+    wait_caps(r, [60], "the cap after the daemon applied")
+    ours, _ = r.nat_rules()
+    wan_if = re.search(r'(?:-o (\S+) .*-j mape_py\b|oifname "([^"]+)")', "\n".join(ours))
+    wan_if = wan_if.group(1) or wan_if.group(2)
+    # the LAN may forward to the tunnel (on a router fw3/fw4 learn it from netifd's wan)
+    r.bed.sh("uci set firewall.captest=zone; uci set firewall.captest.name=captest; "
+             "uci add_list firewall.captest.device=%s; uci set firewall.captest.input=REJECT; "
+             "uci set firewall.captest.output=ACCEPT; uci set firewall.captest.forward=REJECT; "
+             "uci set firewall.captestfwd=forwarding; uci set firewall.captestfwd.src=lan; "
+             "uci set firewall.captestfwd.dest=captest; uci commit firewall" % wan_if)
+    # netifd would keep retrying the tunnel it cannot make and delete a device of that name
+    r.bed.ubus("network.interface.wan", "down", check=False)
+    t = Tunnel(r, wan_if, st["mapping"]["ipv4"])
+    try:
+        t.up()
+        firewall_reload(r)
+        assert caps(r) == [60], cap_rules(r)
+        hold = subprocess.Popen(t.client("tcp-hold", "--dst", SERVER, "-n", 100, "--src", LAN_A, "--why",
+                                         "--hold", -1, "--timeout", 10),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+        try:
+            got_a = json.loads(hold.stdout.readline())
+            got_b = json.loads(sh(*t.client("tcp-hold", "--dst", SERVER, "-n", 20, "--src", LAN_B, "--why")))
+        finally:
+            hold.stdin.write("\n")
+            hold.stdin.close()
+            hold.wait(30)
+        diag = "%s\n%s" % (r.bed.sh("iptables-save -c -t filter; iptables-save -c -t nat" if profile == "21.02"
+                                    else "nft list ruleset", check=False), r.logs()[-2000:])
+        assert got_a == {"ok": 60, "failed": 40, "errors": {"ECONNREFUSED": 40}}, (got_a, diag)
+        assert got_b == {"ok": 20, "failed": 0, "errors": {}}, (got_b, diag)
+        ports = t.ports(80)
+        sets = st["mapping"]["port_sets"]
+        assert len(ports) == 80 and all(any(a <= p <= b for a, b in sets) for p in ports), (ports, sets)
+    finally:
+        t.down()
