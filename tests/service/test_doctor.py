@@ -62,6 +62,22 @@ def test_every_pitfall_is_reported_with_a_fix(router):
     assert "HMARK" in checks["firewall-user-hmark"]["message"]
 
 
+def test_host_cap_needs_the_connlimit_match_on_fw3(router):
+    """option nat_host_cap renders `-m connlimit`: a fw3 router without libxt_connlimit would
+    refuse the whole ruleset, so doctor names the package; without the cap it is not needed."""
+    make_clean(router)
+    rc, checks = doctor(router)
+    assert checks["iptables-extensions"]["ok"], checks["iptables-extensions"]
+    router.write("etc/config/mape", router.read("etc/config/mape") + "\toption nat_host_cap '25%'\n")
+    rc, checks = doctor(router)
+    assert rc == 1 and not checks["iptables-extensions"]["ok"]
+    assert "'connlimit' is missing" in checks["iptables-extensions"]["message"]
+    assert checks["iptables-extensions"]["fix"] == "opkg update && opkg install iptables-mod-conntrack-extra"
+    router.write("usr/lib/iptables/libxt_connlimit.so", "")
+    rc, checks = doctor(router)
+    assert rc == 0 and checks["iptables-extensions"]["ok"], checks
+
+
 def test_garbage_config_is_a_check_not_a_crash(router):
     router.write("etc/config/mape", "config mape\n\toption mtu 'x\n")
     rc, checks = doctor(router)

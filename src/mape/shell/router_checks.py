@@ -32,6 +32,9 @@ def offload_warnings(firewall, system):
 # that ships each (libxt_*.so under /usr/lib/iptables; the kernel side comes with it).
 IPTABLES_MATCHES = {"rr": [("statistic", "iptables-mod-ipopt")],
                     "hash": [("u32", "iptables-mod-u32")]}
+# option nat_host_cap: `-m connlimit` (xt_connlimit comes with it; `map` depends on it today,
+# checked all the same: a router without it refuses the whole ruleset)
+HOST_CAP_MATCH = ("connlimit", "iptables-mod-conntrack-extra")
 
 
 def iptables_extensions(system, settings):
@@ -49,8 +52,11 @@ def iptables_extensions(system, settings):
     backend = nat.get("backend", "auto")
     if backend in ("off", "nftables") or (backend == "auto" and system.exists("/sbin/fw4")):
         return None
+    needed = list(IPTABLES_MATCHES.get(nat.get("strategy", "rr"), []))
+    if nat.get("host_cap"):
+        needed.append(HOST_CAP_MATCH)
     missing = []
-    for match, package in IPTABLES_MATCHES.get(nat.get("strategy", "rr"), []):
+    for match, package in needed:
         if not any(system.exists("%s/libxt_%s.so" % (d, match)) for d in ("/usr/lib/iptables", "/usr/lib/xtables")):
             missing.append((match, package))
     return missing
