@@ -58,6 +58,7 @@ class Daemon:
         self.health = {}
         self.sys_warnings = []
         self.ports = None
+        self.upnp = None        # platform.upnp_status(): miniupnpd as mape-py configured it
         self.ports_at = None   # time.monotonic() of the last conntrack read
         self.input_problems = []
         self.status_writer = status_document.Writer(system, status_path, log)
@@ -285,6 +286,7 @@ class Daemon:
             self.log.warning("firewall rules %s: installing them again", fw.get("health"))
             self._apply_nat(target, settings)
             self.health = self.platform.health(target, settings)
+        self._sync_upnp(target, settings)
         self.sys_warnings = self.platform.warnings(target, settings)
         self.refresh_ports()
         # wanted even when the NAT engine is broken: then the rules are "unknown", never ok
@@ -299,6 +301,17 @@ class Daemon:
         d = mapping.as_dict()
         self._set_state("ok", "MAP-E %s: %s, %d ports" % ("applied" if applied else "up to date",
                                                            mapping.ipv4_text, d["port_count"]))
+
+    def _sync_upnp(self, target, settings):
+        """miniupnpd's rules follow the mapping; a failure is logged and retried next cycle."""
+        try:
+            changed = self.platform.sync_upnp(target, settings)
+            if changed:
+                self.log.info("miniupnpd: %s for %s", changed, target.mapping.ipv4_text)
+            self.upnp = self.platform.upnp_status(target, settings)
+        except MapeError as e:
+            self.log.error("miniupnpd configuration not updated: %s", e)
+            self.upnp = {"installed": True, "error": str(e)}
 
     def _tunnel_runs(self, mapping):
         tunnel = self.health.get("tunnel") if isinstance(self.health, dict) else None

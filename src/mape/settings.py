@@ -34,6 +34,8 @@ class Settings:
         "verify_timeout": (30, "int", 0, 600),
         "history": (10, "int", 1, 100),
         "rollback": (True, "bool", None, None),
+        # port sets (the last ones) reserved for miniupnpd when it is installed; 0/off: none
+        "upnp_ports": (1, "count", 0, 64),
     }
 
     def __init__(self, **values):
@@ -63,7 +65,9 @@ def _convert(name, raw, kind, lower, upper):
         if value.lower() in _FALSE:
             return False
         raise InputError("option '%s' must be 0 or 1, not %r" % (name, value))
-    if kind == "int":
+    if kind == "count" and value.lower() in _FALSE:
+        return 0
+    if kind in ("int", "count"):
         try:
             number = int(value, 10)
         except ValueError:

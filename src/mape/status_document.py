@@ -50,13 +50,22 @@ def document(daemon, running=True):
                          % d.settings_problem})
     for p in d.input_problems:
         warnings.append({"code": "input-malformed", "message": p})
-    forwards = forwards_document(d.platform.nat.forwards, d.target.mapping, s) if d.target is not None else None
+    upnp = dict(d.upnp) if isinstance(d.upnp, dict) and d.target is not None else None
+    forwards = forwards_document(d.platform.nat.forwards, d.target.mapping, s,
+                                 (upnp or {}).get("reserved", ())) if d.target is not None else None
     if (forwards or {}).pop("every_port_forwarded", False):
         warnings.append({"code": "every-port-forwarded", "message": "the port forwards hold every allowed port: "
                          "none is kept out of outgoing NAT (outgoing connections would have no port left)"})
     for f in (forwards or {}).get("forwards", []):
         if f.get("allowed") in ("no", "partly") and f["enabled"]:
             warnings.append(forward_warning(f))
+    if upnp is not None:
+        warnings.extend(upnp.pop("warnings", []))
+        stale = [x for x in upnp.get("leases", []) if not x["reserved"]]
+        if stale:
+            warnings.append({"code": "upnp-lease-unreachable", "message": "%d UPnP/NAT-PMP/PCP lease(s) hold ports "
+                             "outside the reserved MAP-E ports (e.g. %s %d): they never reach this router" % (
+                                 len(stale), stale[0]["proto"], stale[0]["port"])})
     if warnings:
         doc["warnings"] = warnings
     k = s.history if s else 10
@@ -70,21 +79,24 @@ def document(daemon, running=True):
         doc["ports"] = d.ports
     if forwards is not None:
         doc.update(forwards)
+    if upnp is not None:
+        doc["upnp"] = upnp
     doc["settings"] = s.as_dict() if s else {}
     doc["backend"] = {"platform": d.platform.name,
                       "ubus": getattr(getattr(d.platform, "ubus", None), "backend", None)}
     return doc
 
 
-def forwards_document(forwards, mapping, settings):
+def forwards_document(forwards, mapping, settings, upnp_reserved=()):
     """{"forwards": [...], "port_use": [...]} (docs/status.md): each port forward against the
-    port sets, and the allowed ports per set with what uses them."""
+    port sets, and the allowed ports per set with what uses them (forwards, nat_keep_out,
+    the ports reserved for miniupnpd)."""
     from mape.core import forwards as fw
 
     nat = settings.nat if settings is not None and isinstance(settings.nat, dict) else {}
     user = [tuple(r) for r in nat.get("kept_out") or []]
     entries = fw.assess(forwards, mapping.port_sets, user)
-    out = {"forwards": entries, "port_use": fw.port_map(mapping.port_sets, entries, user)}
+    out = {"forwards": entries, "port_use": fw.port_map(mapping.port_sets, entries, user, upnp_reserved)}
     if fw.every_port_forwarded(forwards, mapping.port_sets, user):
         out["every_port_forwarded"] = True
     return out

@@ -140,9 +140,9 @@ def assess(forwards, port_sets, user_kept_out=()):
     return out
 
 
-def port_map(port_sets, entries, user_kept_out=()):
+def port_map(port_sets, entries, user_kept_out=(), upnp_reserved=()):
     """The allowed ports per set with what uses them, for the MAP-E page:
-    [{"ports": [first, last], "used": [{"ports": [a, b], "by": "forward"|"kept-out", "name"}]}]."""
+    [{"ports": [first, last], "used": [{"ports": [a, b], "by": "forward"|"kept-out"|"upnp", "name"}]}]."""
     out = []
     for a, b in port_sets:
         used = []
@@ -153,6 +153,9 @@ def port_map(port_sets, entries, user_kept_out=()):
         for x, y in user_kept_out:
             for p, q in _intersect((int(x), int(y)), [(a, b)]):
                 used.append({"ports": [p, q], "by": "kept-out", "name": "nat_keep_out"})
+        for x, y in upnp_reserved:
+            for p, q in _intersect((int(x), int(y)), [(a, b)]):
+                used.append({"ports": [p, q], "by": "upnp", "name": "miniupnpd"})
         used.sort(key=lambda u: u["ports"])
         out.append({"ports": [a, b], "used": used})
     return out

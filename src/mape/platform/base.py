@@ -90,6 +90,15 @@ class Platform:
         """[{code, message}] about the system (offload, ...)."""
         return []
 
+    def sync_upnp(self, target, settings):
+        """Keep miniupnpd's configuration in step with the mapping (docs/upnp.md). Returns
+        a short description of what changed ('' when nothing). Raises MapeError."""
+        return ""
+
+    def upnp_status(self, target, settings):
+        """The status document's "upnp" entry, or None (miniupnpd not managed here)."""
+        return None
+
     def conntrack_lines(self):
         """Lines of /proc/net/nf_conntrack, streamed (65k entries are 16 MB: never read
         whole), else of `conntrack -L`; nothing when unavailable."""
@@ -132,6 +141,7 @@ class NatAdapter:
         self.system = system
         self.problem = None
         self.forwards = []   # core.forwards.redirects() of the firewall config the platform read last
+        self.upnp_count = 0  # port sets reserved for miniupnpd (0: not installed or upnp_ports 0)
         try:
             from mape.core import nat as nat_core
             from mape.shell import netfilter
@@ -162,16 +172,29 @@ class NatAdapter:
         return spec_class.from_mapping(target.mapping, device=device, options=self.with_forwards(options, target))
 
     def with_forwards(self, options, target):
-        """``options`` with the allowed ports of the port forwards added to kept_out: an
-        outgoing connection must never take the port a forward needs."""
+        """``options`` with the allowed ports of the port forwards and the ports reserved for
+        miniupnpd added to kept_out: an outgoing connection must never take the port a
+        forward or a UPnP/NAT-PMP/PCP mapping needs."""
         from mape.core.forwards import kept_out
 
         options = dict(options or {})
         forwarded = kept_out(self.forwards, target.mapping.port_sets, options.get("kept_out") or ())
-        if not forwarded:
+        extra = forwarded + self.upnp_reserved(target, forwarded)
+        if not extra:
             return options
-        options["kept_out"] = self.core.normalize_ranges(list(options.get("kept_out") or []) + forwarded)
+        options["kept_out"] = self.core.normalize_ranges(list(options.get("kept_out") or []) + extra)
         return options
+
+    def upnp_reserved(self, target, forwarded=None):
+        """The ports reserved for miniupnpd ([(a, b)]; forwarded ports are not)."""
+        from mape.core.forwards import kept_out
+        from mape.core.upnp import reserve
+
+        if not self.upnp_count:
+            return []
+        if forwarded is None:
+            forwarded = kept_out(self.forwards, target.mapping.port_sets)
+        return reserve(target.mapping.port_sets, self.upnp_count, forwarded)
 
     def apply(self, spec):
         if spec is not None and self.netfilter is not None:

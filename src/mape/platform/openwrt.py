@@ -36,6 +36,9 @@ STATE_DIR = "/etc/mape-py"
 JOURNAL = STATE_DIR + "/journal"
 WRITTEN = STATE_DIR + "/written"   # what mape-py last wrote (core.held): manual edits are noticed
 PACKAGES = ("network", "firewall")
+UPNP_CONFIG = "/etc/config/upnpd"              # the miniupnpd package's: installed or not
+UPNP_UNDO = STATE_DIR + "/upnpd-previous"      # the values of upnpd.config options before mape-py set them
+UPNP_INIT = "/etc/init.d/miniupnpd"
 HEALTHY = 60   # seconds an event child must have run for its exit to reset the restart back-off
 SPACE_MARGIN_KIB = 64   # besides the copies a transaction writes: the overlay must not fill up
 
@@ -49,7 +52,7 @@ class OpenWrt(Platform):
 
     def __init__(self, system, ubus_program="ubus", uci_program="uci"):
         Platform.__init__(self, system)
-        self.uci = PrivateUci(system, uci_program, PACKAGES)
+        self.uci = PrivateUci(system, uci_program, PACKAGES + ("upnpd",))
         self.ubus = Ubus(system, ubus_program)
         self.ubus_program = ubus_program
         self.processes = []
@@ -148,6 +151,7 @@ class OpenWrt(Platform):
             self.uci.discard(pkg)
         exports = {pkg: parse_export(self.uci.export(pkg), pkg) for pkg in PACKAGES}
         self.nat.forwards = redirects(exports["firewall"], settings.fw_zone)   # kept out of SNAT
+        self.nat.upnp_count = settings.upnp_ports if self.system.exists(UPNP_CONFIG) else 0   # reserved too
         return exports
 
     def _originals(self):
@@ -452,7 +456,112 @@ class OpenWrt(Platform):
                 changed = list(plan.packages)
         self.nat.remove()
         self.activate(settings)
+        if self._upnp_remove():
+            changed.append("upnpd")
         return changed
+
+    # -- miniupnpd (core.upnp, docs/upnp.md) ----------------------------------------------
+    def _upnp_sections(self):
+        return parse_export(self.uci.export("upnpd"), "upnpd")
+
+    def _upnp_previous(self):
+        text = self.system.read(UPNP_UNDO)
+        try:
+            doc = json.loads(text) if text else None
+        except ValueError:
+            doc = None
+        return doc if isinstance(doc, dict) else None
+
+    def sync_upnp(self, target, settings):
+        """Our perm_rule sections first, our upnpd.config options set; miniupnpd restarted
+        with an empty lease file when they changed (leases of the old IPv4/PSID are stale).
+        The options' previous values are recorded once, for remove()."""
+        from mape.core import upnp
+
+        if not self.system.exists(UPNP_CONFIG):
+            return ""
+        if not self.nat.upnp_count:   # upnp_ports 0: nothing of ours stays
+            return "removed" if self._upnp_remove() else ""
+        sections = self._upnp_sections()
+        want = upnp.desired(target.mapping, self.nat.upnp_reserved(target), settings.wan_iface)
+        lines, previous = upnp.plan(sections, want)
+        if not lines:
+            return ""
+        recorded = self._upnp_previous()
+        if recorded is None or any(k not in recorded for k in previous):
+            previous.update(recorded or {})
+            self.system.write_atomic(UPNP_UNDO, json.dumps(previous, sort_keys=True) + "\n", mode=0o600)
+        try:
+            self._commit("\n".join(lines) + "\n", ["upnpd"])
+        except CommandError as e:
+            raise ApplyError("miniupnpd configuration: %s" % e)
+        self._upnp_restart(self._upnp_sections())
+        return "%d upnpd change(s)" % len(lines)
+
+    def _upnp_remove(self):
+        """Delete our sections, put back the options we set. True when something changed."""
+        from mape.core import upnp
+
+        if not self.system.exists(UPNP_CONFIG):
+            self.system.remove(UPNP_UNDO)
+            return False
+        sections = self._upnp_sections()
+        lines = upnp.undo(sections, self._upnp_previous())
+        if lines:
+            try:
+                self._commit("\n".join(lines) + "\n", ["upnpd"])
+            except CommandError as e:
+                raise ApplyError("miniupnpd configuration: %s" % e)
+            self._upnp_restart(self._upnp_sections())
+        self.system.remove(UPNP_UNDO)
+        return bool(lines)
+
+    def _upnp_lease_file(self, sections):
+        from mape.core import upnp
+
+        config = next((s for s in sections if s.name == "config"), None)
+        for key in ("lease_file", "upnp_lease_file"):   # 24.10 and earlier: upnp_lease_file
+            value = config.get(key) if config is not None else None
+            if isinstance(value, str) and value.startswith("/"):
+                return value
+        return upnp.DEFAULT_LEASE_FILE
+
+    def _upnp_restart(self, sections):
+        """Stop miniupnpd (its init script flushes its NAT chains), empty the lease file (it
+        reads it back at start), start it again if it ran."""
+        init = self.system.path(UPNP_INIT)
+        running = False
+        if self.system.exists(UPNP_INIT):
+            running = self.system.run([init, "running"], check=False, timeout=30)[0] == 0
+            if running:
+                self.system.run([init, "stop"], check=False, timeout=60)
+        lease = self._upnp_lease_file(sections)
+        if self.system.exists(lease):
+            self.system.write_atomic(lease, "", sync=False)
+        if running:
+            self.system.run([init, "start"], check=False, timeout=60)
+
+    def upnp_status(self, target, settings):
+        from mape.core import upnp
+
+        if not self.system.exists(UPNP_CONFIG):
+            return {"installed": False}
+        try:
+            sections = self._upnp_sections()
+        except MapeError as e:
+            return {"installed": True, "error": str(e)}
+        config = next((s for s in sections if s.name == "config"), None)
+        recorded = self._upnp_previous() or {}
+        out = {"installed": True,
+               "set": {k: config.get(k) for k in sorted(recorded) if config is not None and config.get(k) is not None},
+               "rules": ["%s %s %s %s" % tuple(s.get(k) for k in ("action", "ext_ports", "int_addr", "int_ports"))
+                         for s in sections if s.type == "perm_rule" and (s.name or "").startswith(upnp.PREFIX)]}
+        reserved = self.nat.upnp_reserved(target) if target is not None else []
+        out["reserved"] = [list(r) for r in reserved]
+        text = self.system.read(self._upnp_lease_file(sections), limit=1 << 20)
+        out["leases"] = upnp.parse_leases(text, reserved)
+        out["warnings"] = upnp.preset_warnings(sections)
+        return out
 
     # -- report ----------------------------------------------------------------------
     def health(self, target, settings):

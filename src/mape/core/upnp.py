@@ -1,0 +1,164 @@
+"""UPnP IGD, NAT-PMP and PCP through miniupnpd, against the port sets. Pure.
+
+miniupnpd grants external ports by itself; behind MAP-E only the PSID's ports reach the
+router, and an outgoing SNAT may take any of them. So mape-py RESERVES ports for miniupnpd
+(option `upnp_ports`: how many port sets, counted from the last; default 1, 0 = none): they
+are kept out of the SNAT pool statically (the same path as port forwards), so a granted
+mapping never collides with an outgoing connection and the NAT rules never change per lease.
+Forwarded ports are not reserved (a forward has them already).
+
+miniupnpd is told (docs/upnp.md): the external interface (the tunnel) and the external IPv4
+(the shared address: the tunnel device has none it could read), and permission rules, which
+it checks in order, first match wins: `allow <run> 0.0.0.0/0 1-65535` per reserved run, then
+`deny 0-65535 0.0.0.0/0 0-65535`. A request for another port is refused (AddPortMapping) or
+answered with a permitted one (AddAnyPortMapping, NAT-PMP, PCP pick a free allowed port).
+"""
+from mape.core.nat import normalize_ranges as _merge, subtract_ranges as _subtract
+
+PREFIX = "mape_py_"           # uci sections mape-py owns in /etc/config/upnpd
+DENY = PREFIX + "deny"
+DEFAULT_LEASE_FILE = "/var/run/miniupnpd.leases"
+ANY = "0.0.0.0/0"
+
+
+def reserve(port_sets, count, forwarded=()):
+    """The ports reserved for miniupnpd: the last ``count`` port sets minus ``forwarded``
+    (merged runs, [(a, b)]). The first set always stays with outgoing NAT."""
+    count = min(count, len(port_sets) - 1)
+    if count <= 0:
+        return []
+    return _subtract(_merge(port_sets[-count:]), _merge(forwarded))
+
+
+def _run(a, b):
+    return str(a) if a == b else "%d-%d" % (a, b)
+
+
+def rules(reserved):
+    """[(action, ext_ports, int_addr, int_ports, comment)] in miniupnpd's order."""
+    out = [("allow", _run(a, b), ANY, "1-65535", "mape-py: reserved MAP-E ports") for a, b in reserved]
+    out.append(("deny", "0-65535", ANY, "0-65535", "mape-py: no other port reaches this router over MAP-E"))
+    return out
+
+
+def desired(mapping, reserved, wan_iface):
+    """What miniupnpd must be told: {"ext_ifname", "ext_ip", "external_iface", "rules"}."""
+    return {"ext_ifname": "map-%s" % wan_iface, "external_iface": wan_iface,
+            "ext_ip": mapping.ipv4_text, "rules": rules(reserved)}
+
+
+def conf_lines(want):
+    """miniupnpd.conf lines (Debian's miniupnpd reads these; ours go before any other rule)."""
+    lines = ["ext_ifname=%s" % want["ext_ifname"], "ext_ip=%s" % want["ext_ip"]]
+    lines += ["%s %s %s %s" % r[:4] for r in want["rules"]]
+    return lines
+
+
+def uci_sections(want):
+    """The named `perm_rule` sections mape-py owns, in order: [(name, {option: value})]."""
+    out = []
+    for i, (action, ext, addr, ports, comment) in enumerate(want["rules"]):
+        name = DENY if action == "deny" else "%sallow_%d" % (PREFIX, i)
+        out.append((name, {"action": action, "ext_ports": ext, "int_addr": addr, "int_ports": ports,
+                           "comment": comment}))
+    return out
+
+
+def uci_options(want):
+    """Options of `config upnpd 'config'` mape-py sets (the package's init script turns
+    external_iface into ext_ifname through netifd, external_ip into ext_ip)."""
+    return {"external_iface": want["external_iface"], "external_ip": want["ext_ip"]}
+
+
+def parse_leases(text, reserved=()):
+    """miniupnpd's lease file ("PROTO:eport:iaddr:iport:timestamp:desc" per line) ->
+    [{"proto", "port", "addr", "int_port", "expires", "desc", "reserved"}]; "reserved": the
+    external port lies in ``reserved`` (else it cannot reach the router over MAP-E)."""
+    out = []
+    for line in (text or "").splitlines():
+        parts = line.strip().split(":", 5)
+        if len(parts) < 4:
+            continue
+        try:
+            port, int_port = int(parts[1]), int(parts[3])
+            expires = int(parts[4]) if len(parts) > 4 and parts[4] else 0
+        except ValueError:
+            continue
+        out.append({"proto": parts[0].lower(), "port": port, "addr": parts[2], "int_port": int_port,
+                    "expires": expires, "desc": parts[5] if len(parts) > 5 else "",
+                    "reserved": any(a <= port <= b for a, b in reserved)})
+    return out
+
+
+def plan(sections, want, wan_iface_options=None):
+    """uci batch lines bringing /etc/config/upnpd (parsed sections) to ``want``: our named
+    sections first (stale ones of ours deleted), our options set. Returns (lines, previous)
+    where previous = {option: value or None} of what the options were before (for the undo).
+    Nothing else is touched."""
+    lines = []
+    ours = [(n, o) for n, o in uci_sections(want)]
+    names = {n for n, _ in ours}
+    existing = {s.name: s for s in sections if s.name}
+    for s in sections:
+        if s.name and s.name.startswith(PREFIX) and s.name not in names:
+            lines.append("delete upnpd.%s" % s.name)
+    for index, (name, options) in enumerate(ours):
+        s = existing.get(name)
+        if s is None or s.type != "perm_rule":
+            if s is not None:
+                lines.append("delete upnpd.%s" % name)
+            lines.append("set upnpd.%s=perm_rule" % name)
+            s = None
+        for key, value in options.items():
+            if s is None or s.get(key) != value:
+                lines.append("set upnpd.%s.%s=%s" % (name, key, _quote(value)))
+        if _position(sections, name) != index:
+            lines.append("reorder upnpd.%s=%d" % (name, index))
+    config = existing.get("config")
+    previous = {}
+    if config is not None:
+        for key, value in uci_options(want).items():
+            now = config.get(key)
+            previous[key] = now if isinstance(now, str) else None
+            if now != value:
+                lines.append("set upnpd.config.%s=%s" % (key, _quote(value)))
+    return lines, previous
+
+
+def _position(sections, name):
+    for i, s in enumerate(sections):
+        if s.name == name:
+            return i
+    return None
+
+
+def undo(sections, previous):
+    """uci batch lines removing mape-py's sections and putting back the options it set."""
+    lines = ["delete upnpd.%s" % s.name for s in sections if s.name and s.name.startswith(PREFIX)]
+    if any(s.name == "config" for s in sections):
+        for key, value in sorted((previous or {}).items()):
+            lines.append("set upnpd.config.%s=%s" % (key, _quote(value)) if value is not None
+                         else "delete upnpd.config.%s" % key)
+    return lines
+
+
+def _quote(value):
+    return "'%s'" % str(value).replace("'", "'\\''")
+
+
+def preset_warnings(sections):
+    """The 2025 package (upnpd v2.0) writes the rules of each `internal_network` preset
+    BEFORE the perm_rule sections unless acl_custom_first is 1 or acl_preset none: then ours
+    are never reached for that network. mape-py does not edit those sections: it says so."""
+    out = []
+    for i, s in enumerate(sections):
+        if s.type != "internal_network":
+            continue
+        if str(s.get("acl_custom_first", "0")) == "1" or s.get("acl_preset") == "none":
+            continue
+        name = s.name or "@internal_network[%d]" % i
+        out.append({"code": "upnp-preset-first",
+                    "message": "miniupnpd checks the preset of upnpd.%s (network %s) before mape-py's port rules: "
+                               "set upnpd.%s.acl_custom_first=1, or it grants ports that never reach this "
+                               "router over MAP-E" % (name, s.get("interface") or "?", name)})
+    return out
