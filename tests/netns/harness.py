@@ -49,10 +49,11 @@ def sh(argv, input=None, check=True):
 
 
 class Lab:
-    def __init__(self, psid=0x34, offset=4, psid_len=8, iptables="iptables-legacy", servers=40):
+    def __init__(self, psid=0x34, offset=4, psid_len=8, iptables="iptables-legacy", servers=40, shared=SHARED):
         tag = "mpn-%d-%d" % (os.getpid(), next(_count))
         self.ns = {k: "%s-%s" % (tag, k) for k in ("lan", "rtr", "br", "srv")}
         self.psid, self.offset, self.psid_len = psid, offset, psid_len
+        self.shared = shared   # miniupnpd refuses a documentation address as ext_ip: its lab passes another
         self.allowed = allowed_ranges(psid, offset, psid_len)
         self.iptables = iptables
         self.server_ips = ["198.51.100.%d" % i for i in range(1, servers + 1)]
@@ -77,7 +78,7 @@ class Lab:
         return self.ex("rtr", [sys.executable, "-m", "mape", "firewall"] + list(args), env=env, check=check)
 
     def mapping_args(self):
-        return ["--ipv4", SHARED, "--psid", str(self.psid), "--psid-offset", str(self.offset),
+        return ["--ipv4", self.shared, "--psid", str(self.psid), "--psid-offset", str(self.offset),
                 "--psid-len", str(self.psid_len), "--wan-if", WAN]
 
     def traffic(self, cmd, *args, ns="lan"):
@@ -102,7 +103,7 @@ class Lab:
             sh(["ip", "-n", self.ns[a], "link", "add", ia, "type", "veth", "peer", "name", ib,
                 "netns", self.ns[b]])
         addrs = [("lan", "lan-rtr", ["%s/24" % ip for ip in LAN_HOSTS]), ("rtr", "rtr-lan", ["10.77.0.1/24"]),
-                 ("rtr", WAN, ["100.64.0.2/30", SHARED + "/32"]),   # MAP-E puts the IPv4 on the tunnel
+                 ("rtr", WAN, ["100.64.0.2/30", self.shared + "/32"]),   # MAP-E puts the IPv4 on the tunnel
                  ("br", "br-rtr", ["100.64.0.1/30"]),
                  ("br", "br-srv", ["198.51.100.254/24"]),
                  ("srv", "srv-br", ["%s/24" % ip for ip in self.server_ips])]
@@ -115,7 +116,7 @@ class Lab:
             self.ex(ns, ["ip", "link", "set", dev, "up"])
         self.ex("lan", ["ip", "route", "add", "default", "via", "10.77.0.1"])
         self.ex("rtr", ["ip", "route", "add", "default", "via", "100.64.0.1"])
-        self.ex("br", ["ip", "route", "add", SHARED + "/32", "via", "100.64.0.2"])
+        self.ex("br", ["ip", "route", "add", self.shared + "/32", "via", "100.64.0.2"])
         self.ex("srv", ["ip", "route", "add", "default", "via", "198.51.100.254"])
         for ns in ("rtr", "br"):
             self.ex(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
@@ -143,7 +144,7 @@ table inet strict {
         meta l4proto icmp counter comment "ok_icmp"
     }
 }
-""" % (elems, elems, SHARED))
+""" % (elems, elems, self.shared))
 
     def counters(self, ns="br", table="inet strict"):
         listing = self.ex(ns, ["nft", "list", "table"] + table.split()).stdout
