@@ -102,7 +102,12 @@ def plan(sections, want, wan_iface_options=None):
     for s in sections:
         if s.name and s.name.startswith(PREFIX) and s.name not in names:
             lines.append("delete upnpd.%s" % s.name)
-    for index, (name, options) in enumerate(ours):
+    # ours go right before the first perm_rule of anyone else (miniupnpd: first match wins)
+    others = [x for x in sections if not (x.name or "").startswith(PREFIX)]
+    base = next((i for i, x in enumerate(others) if x.type == "perm_rule"), len(others))
+    layout = [x.name for x in others[:base]] + [n for n, _ in ours] + [x.name for x in others[base:]]
+    in_order = [x.name for x in sections if not (x.name or "").startswith(PREFIX) or x.name in names] == layout
+    for name, options in ours:
         s = existing.get(name)
         if s is None or s.type != "perm_rule":
             if s is not None:
@@ -112,8 +117,11 @@ def plan(sections, want, wan_iface_options=None):
         for key, value in options.items():
             if s is None or s.get(key) != value:
                 lines.append("set upnpd.%s.%s=%s" % (name, key, _quote(value)))
-        if _position(sections, name) != index:
-            lines.append("reorder upnpd.%s=%d" % (name, index))
+    if not in_order:
+        # first all to the end, in order (a position past the end appends), then each to its
+        # place: one by one from anywhere, an earlier one of ours would shift the count
+        lines += ["reorder upnpd.%s=%d" % (n, len(sections) + len(ours)) for n, _ in ours]
+        lines += ["reorder upnpd.%s=%d" % (n, base + i) for i, (n, _) in enumerate(ours)]
     config = existing.get("config")
     previous = {}
     if config is not None:
@@ -123,13 +131,6 @@ def plan(sections, want, wan_iface_options=None):
             if now != value:
                 lines.append("set upnpd.config.%s=%s" % (key, _quote(value)))
     return lines, previous
-
-
-def _position(sections, name):
-    for i, s in enumerate(sections):
-        if s.name == name:
-            return i
-    return None
 
 
 def undo(sections, previous):
