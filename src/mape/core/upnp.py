@@ -152,9 +152,7 @@ def preset_warnings(sections):
     BEFORE the perm_rule sections unless acl_custom_first is 1 or acl_preset none: then ours
     are never reached for that network. mape-py does not edit those sections: it says so."""
     out = []
-    for i, s in enumerate(sections):
-        if s.type != "internal_network":
-            continue
+    for i, s in enumerate(x for x in sections if x.type == "internal_network"):
         if str(s.get("acl_custom_first", "0")) == "1" or s.get("acl_preset") == "none":
             continue
         name = s.name or "@internal_network[%d]" % i
