@@ -158,6 +158,24 @@ def forwards():
     return st
 
 
+def upnp():
+    """ok() with miniupnpd installed (issue 14 point 2): the last set reserved, a lease in it,
+    as the daemon reports them (the real core.forwards / core.upnp)."""
+    from mape.core import forwards as fw
+    from mape.core import upnp as up
+
+    st = ok()
+    sets = [tuple(r) for r in st["mapping"]["port_sets"]]
+    reserved = up.reserve(sets, 1)
+    a = reserved[0][0]
+    st["port_use"] = fw.port_map(sets, [], (), reserved)
+    st["upnp"] = {"installed": True, "set": {"external_iface": "wan", "external_ip": st["mapping"]["ipv4"]},
+                  "rules": ["allow %d-%d 0.0.0.0/0 1-65535" % reserved[0], "deny 0-65535 0.0.0.0/0 0-65535"],
+                  "reserved": [list(r) for r in reserved],
+                  "leases": up.parse_leases("UDP:%d:192.168.1.50:3074:0:Xbox\n" % a, reserved)}
+    return st
+
+
 # name -> (document, running): "stopped" is the last document of a daemon that is gone (the
 # real rpcd plugin marks it stopped and keeps the rest, ports included).
 STATES = {"ok": (ok, True), "applying": (applying, True), "unsupported-prefix": (unsupported, True),

@@ -830,6 +830,24 @@ def test_daemon_document_unsupported_prefix(page):
     assert row[1:] == ["プレフィックス変更", "2a01:4f8:c0c:1200::/56", "-"]
 
 
+# -- UPnP / NAT-PMP / PCP (issue 14 point 2) ---------------------------------------------------
+
+def test_ports_reserved_for_upnp_and_its_leases(page, shot):
+    st = fixtures.upnp()
+    a, b = st["upnp"]["reserved"][0]
+    c = page(st)
+    kept = c.js("return Array.from(document.querySelectorAll('tr.mape-set .mape-kept')).map("
+                "function(td) { return td.innerText; });")
+    assert kept[-1] == "%d\u2013%d: reserved for UPnP / NAT-PMP / PCP\n%d/udp: UPnP lease \"Xbox\" for " \
+                       "192.168.1.50:3074" % (a, b, a)
+    assert kept[:-1] == ["-"] * (len(kept) - 1)
+    shot("en-upnp")
+    c = page(st, lang="ja")
+    last = c.js("return Array.from(document.querySelectorAll('tr.mape-set .mape-kept')).pop().innerText;")
+    assert "UPnP / NAT-PMP / PCP 用に確保" in last and "UPnP 割り当て「Xbox」" in last
+    shot("ja-upnp")
+
+
 # -- port forwards (issue 14 point 1) ----------------------------------------------------------
 
 def test_port_forwards_and_use_a_free_allowed_port(page, luci, shot):

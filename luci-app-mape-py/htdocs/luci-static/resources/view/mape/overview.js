@@ -412,22 +412,39 @@ function renderHeld(held) {
 	]);
 }
 
-/* What keeps allowed ports of the set starting at 'first' away from outgoing NAT:
- * port forwards and the "Ports kept out of NAT" setting (status port_use[]). */
-function keptFor(st, first) {
+/* What keeps allowed ports of the set s away from outgoing NAT: port forwards, the
+ * "Ports kept out of NAT" setting, the ports reserved for miniupnpd (status port_use[]);
+ * and the UPnP / NAT-PMP leases miniupnpd holds in the set (status upnp.leases[]). */
+function keptFor(st, s) {
 	var use = (Array.isArray(st.port_use) ? st.port_use : []).filter(function(u) {
-		return Array.isArray(u.ports) && u.ports[0] == first;
+		return Array.isArray(u.ports) && u.ports[0] == s.first;
 	})[0];
-	if (!use || !Array.isArray(use.used) || !use.used.length)
+	var leases = (st.upnp && Array.isArray(st.upnp.leases) ? st.upnp.leases : []).filter(function(l) {
+		return l.port >= s.first && l.port <= s.last;
+	});
+	var items = [];
+	((use && Array.isArray(use.used)) ? use.used : []).forEach(function(u) {
+		var label;
+		if (u.by == 'forward')
+			label = _('%s: port forward "%s"').format(fmtRange(u.ports), u.name);
+		else if (u.by == 'upnp')
+			label = _('%s: reserved for UPnP / NAT-PMP / PCP').format(fmtRange(u.ports));
+		else
+			label = _('%s: kept out of NAT').format(fmtRange(u.ports));
+		items.push(E('span', { 'class': 'mape-kept-item', 'data-by': u.by }, [ label ]));
+	});
+	leases.forEach(function(l) {
+		items.push(E('span', { 'class': 'mape-kept-item mape-upnp-lease', 'data-by': 'upnp' }, [
+			_('%d/%s: UPnP lease "%s" for %s:%d').format(l.port, l.proto, l.desc, l.addr, l.int_port)
+		]));
+	});
+	if (!items.length)
 		return [ '-' ];
 	var out = [];
-	use.used.forEach(function(u, i) {
+	items.forEach(function(item, i) {
 		if (i)
 			out.push(E('br'));
-		out.push(E('span', { 'class': 'mape-kept-item', 'data-by': u.by }, [
-			(u.by == 'forward') ? _('%s: port forward "%s"').format(fmtRange(u.ports), u.name)
-			                    : _('%s: kept out of NAT').format(fmtRange(u.ports))
-		]));
+		out.push(item);
 	});
 	return out;
 }
@@ -586,7 +603,7 @@ function renderSets(st) {
 			E('td', { 'class': 'td' }, [ '%d / %d'.format(s.used, size) ]),
 			E('td', { 'class': 'td' }, [ s.connections != null ? String(s.connections) : '-' ]),
 			E('td', { 'class': 'td' }, [ bar(s.used, size, '%d / %d'.format(s.used, size), stale) ]),
-			E('td', { 'class': 'td mape-kept' }, keptFor(st, s.first))
+			E('td', { 'class': 'td mape-kept' }, keptFor(st, s))
 		]);
 	}))));
 
