@@ -34,7 +34,8 @@ class Settings:
         "verify_timeout": (30, "int", 0, 600),
         "history": (10, "int", 1, 100),
         "rollback": (True, "bool", None, None),
-        # port sets (the last ones) reserved for miniupnpd when it is installed; 0/off: none
+        # ports reserved for miniupnpd in each port set (its top ones; capped at a quarter of
+        # the set by core.upnp.reserve) when it is installed; 0/off: none
         "upnp_ports": (1, "count", 0, 64),
     }
 

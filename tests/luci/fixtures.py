@@ -159,8 +159,8 @@ def forwards():
 
 
 def upnp():
-    """ok() with miniupnpd installed (issue 14 point 2): the last set reserved, a lease in it,
-    as the daemon reports them (the real core.forwards / core.upnp)."""
+    """ok() with miniupnpd installed (issue 14 point 2): the top port of each set reserved, a
+    lease in the first set's, as the daemon reports them (the real core.forwards / core.upnp)."""
     from mape.core import forwards as fw
     from mape.core import upnp as up
 
@@ -170,7 +170,7 @@ def upnp():
     a = reserved[0][0]
     st["port_use"] = fw.port_map(sets, [], (), reserved)
     st["upnp"] = {"installed": True, "set": {"external_iface": "wan", "external_ip": st["mapping"]["ipv4"]},
-                  "rules": ["allow %d-%d 0.0.0.0/0 1-65535" % reserved[0], "deny 0-65535 0.0.0.0/0 0-65535"],
+                  "rules": ["%s %s %s %s" % r[:4] for r in up.rules(reserved)],
                   "reserved": [list(r) for r in reserved],
                   "leases": up.parse_leases("UDP:%d:192.168.1.50:3074:0:Xbox\n" % a, reserved)}
     return st

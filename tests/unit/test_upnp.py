@@ -25,22 +25,50 @@ config perm_rule
 """
 
 
-def test_the_reserve_is_the_last_sets_without_forwarded_ports_and_never_all():
-    assert upnp.reserve(SETS, 1) == [SETS[-1]]
-    assert upnp.reserve(SETS, 2) == [SETS[-2], SETS[-1]]
+def test_the_reserve_is_the_top_ports_of_every_set_without_forwarded_ports():
+    tops = [(b, b) for _, b in SETS]
+    assert upnp.reserve(SETS, 1) == tops
+    assert upnp.reserve(SETS, 2) == [(b - 1, b) for _, b in SETS]
     assert upnp.reserve(SETS, 0) == []
     a, b = SETS[-1]
-    assert upnp.reserve(SETS, 1, [(a + 3, a + 3)]) == [(a, a + 2), (a + 4, b)]
-    assert upnp.reserve(SETS, 99) == SETS[1:]      # the first set stays with outgoing NAT
-    assert upnp.reserve([(1024, 65535)], 1) == []   # one set only: nothing to spare
+    # a forwarded top port is skipped: the next one down is reserved instead
+    assert upnp.reserve(SETS, 1, [(b, b)]) == tops[:-1] + [(b - 1, b - 1)]
+    assert upnp.reserve(SETS, 99) == [(b - 3, b) for _, b in SETS]   # capped: 12 of 16 stay with NAT
+    # one big set (no PSID bits): a block of 1024 ports at a time
+    big = upnp.reserve([(1024, 65535)], 1)
+    assert big[0] == (2047, 2047) and big[-1] == (65535, 65535) and len(big) == 63
+
+
+def _walk(reserved, port):
+    """How many ports miniupnpd's NAT-PMP / PCP walk steps over from ``port`` (eport++,
+    a 16-bit counter that skips 0) before it reaches a reserved one."""
+    steps = 0
+    while not any(a <= port <= b for a, b in reserved):
+        port = port + 1 if port < 65535 else 1
+        steps += 1
+    return steps
+
+
+def test_every_port_is_at_most_a_set_stride_below_the_reserve():
+    # v6plus (offset 4, PSID 8 bits): stride 4096; OCN (offset 6, PSID 6 bits): stride 1024
+    for offset, length, stride in ((4, 8, 4096), (6, 6, 1024)):
+        sets = port_sets(0x34 % (1 << length), offset, length)
+        reserved = upnp.reserve(sets, 1)
+        for a, b in sets:
+            assert _walk(reserved, a) < stride
+        for port in (3074, 3478, 9308, 25565):   # a game console's usual asks
+            assert _walk(reserved, port) < stride
+        # above the last reserved port the walk wraps (past 65535 to 1) to the first set
+        assert _walk(reserved, reserved[-1][1] + 1) <= 2 * stride
 
 
 @given(st.integers(0, 255), st.integers(0, 20))
-def test_the_reserve_lies_in_the_sets_and_leaves_nat_a_set(psid, count):
+def test_the_reserve_lies_in_the_sets_and_keeps_sets_equal(psid, count):
     sets = port_sets(psid, 4, 8)
     got = upnp.reserve(sets, count)
     assert subtract_ranges(got, sets) == []
-    assert subtract_ranges(sets, got)
+    left = [len(subtract_ranges([s], got)) and sum(b - a + 1 for a, b in subtract_ranges([s], got)) for s in sets]
+    assert len(set(left)) == 1 and left[0] >= 12   # equally sized (round-robin SNAT), most kept
 
 
 def test_conf_lines_and_uci_sections_say_the_same():

@@ -2,8 +2,8 @@
 
 miniupnpd grants external ports by itself; behind MAP-E only the PSID's ports reach the
 router, and an outgoing SNAT may take any of them. So mape-py RESERVES ports for miniupnpd
-(option `upnp_ports`: how many port sets, counted from the last; default 1, 0 = none): they
-are kept out of the SNAT pool statically (the same path as port forwards), so a granted
+(option `upnp_ports`: how many ports per port set, from the top of each; default 1, 0 = none):
+they are kept out of the SNAT pool statically (the same path as port forwards), so a granted
 mapping never collides with an outgoing connection and the NAT rules never change per lease.
 Forwarded ports are not reserved (a forward has them already).
 
@@ -21,13 +21,29 @@ DEFAULT_LEASE_FILE = "/var/run/miniupnpd.leases"
 ANY = "0.0.0.0/0"
 
 
+BLOCK = 1024    # a set larger than this (few PSID bits) is reserved in blocks of this size
+SHARE = 4       # at most 1/SHARE of each block is reserved: the rest stays with outgoing NAT
+
+
 def reserve(port_sets, count, forwarded=()):
-    """The ports reserved for miniupnpd: the last ``count`` port sets minus ``forwarded``
-    (merged runs, [(a, b)]). The first set always stays with outgoing NAT."""
-    count = min(count, len(port_sets) - 1)
-    if count <= 0:
-        return []
-    return _subtract(_merge(port_sets[-count:]), _merge(forwarded))
+    """The ports reserved for miniupnpd: the top ``count`` ports of each port set (of each
+    BLOCK of a larger one), skipping ``forwarded`` ports, at most 1/SHARE of the block; merged
+    runs [(a, b)]. Spread, not one place: miniupnpd answers a NAT-PMP / PCP /
+    AddAnyPortMapping request for a denied port by walking up from it one port at a time,
+    so every allowed port must lie close below a reserved one (docs/upnp.md)."""
+    forwarded = _merge(forwarded)
+    out = []
+    for first, last in port_sets:
+        for top in range(last, first - 1, -BLOCK):
+            low = max(first, top - BLOCK + 1)
+            want = min(count, (top - low + 1) // SHARE)
+            port = top
+            while want > 0 and port >= low:
+                if not any(a <= port <= b for a, b in forwarded):
+                    out.append((port, port))
+                    want -= 1
+                port -= 1
+    return _merge(out)
 
 
 def _run(a, b):

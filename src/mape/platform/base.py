@@ -141,7 +141,7 @@ class NatAdapter:
         self.system = system
         self.problem = None
         self.forwards = []   # core.forwards.redirects() of the firewall config the platform read last
-        self.upnp_count = 0  # port sets reserved for miniupnpd (0: not installed or upnp_ports 0)
+        self.upnp_count = 0  # ports per set reserved for miniupnpd (0: not installed or upnp_ports 0)
         try:
             from mape.core import nat as nat_core
             from mape.shell import netfilter
