@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import LAN_HOSTS, Lab, TRAFFIC
+from harness import LAN_HOSTS, WAN, Lab, TRAFFIC, allowed_ranges
 from tests.prereq import require
 from mape.core import upnp
 
@@ -49,17 +49,18 @@ def prerequisites():
 class Upnp:
     """The lab, mape's NAT with the reserve kept out, miniupnpd from the renderer's lines."""
 
-    def __init__(self, build, count=1):
+    def __init__(self, build, count=1, reserved=None):
         self.build = build
         self.binary, self.backend = BUILDS[build]
         self.lab = Lab(shared=PUBLIC).up()
         self.proc = None
         self.server = None
-        self.configure(count)
+        self.configure(count, reserved=reserved)
 
-    def configure(self, count, ipv4=PUBLIC):
+    def configure(self, count, ipv4=PUBLIC, reserved=None):
+        """``reserved``: another layout than core.upnp's (tests/netns/upnp_walk.py)."""
         lab = self.lab
-        self.reserved = upnp.reserve(lab.allowed, count)
+        self.reserved = reserved if reserved is not None else upnp.reserve(lab.allowed, count)
         keep = [w for a, b in self.reserved for w in ("--keep-out", "%d-%d" % (a, b))]
         lab.mape("apply", "--backend", self.backend, *(lab.mapping_args() + keep), backend=self.backend)
         want = upnp.desired(SimpleNamespace(ipv4_text=ipv4), self.reserved, "wan")
@@ -107,6 +108,23 @@ class Upnp:
         while "Listening for NAT-PMP" not in self.log_text():
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log_text()[-2000:]
             time.sleep(0.05)
+
+    def restart_empty(self):
+        """What OpenWrt's sync_upnp does on a prefix change: miniupnpd stopped, its chains
+        removed (the package's init script flushes them at stop), the lease file emptied,
+        miniupnpd started again."""
+        self.stop()
+        scripts = os.path.join(self.lab.tmp, "scripts")
+        if self.build == "nftables":
+            shutil.copy("/etc/miniupnpd/nft_removeall.sh", scripts)
+            self.lab.ex("rtr", ["sh", os.path.join(scripts, "nft_removeall.sh")])
+        else:
+            shutil.copy(os.path.join(CACHE, "iptables/etc/miniupnpd/iptables_removeall.sh"), scripts)
+            self.lab.ex("rtr", ["sh", os.path.join(scripts, "iptables_removeall.sh"), "-i", "map-wan"],
+                        env={"PATH": os.path.join(self.lab.tmp, "bin") + ":" + os.environ["PATH"]})
+        open(self.leases, "w").close()
+        self.init_chains()
+        self.start()
 
     def stop(self):
         if self.proc is not None:
@@ -253,3 +271,42 @@ def test_a_granted_mapping_is_reached_from_the_br_side_and_never_taken_by_snat(r
     # the mapping still answers with every SNAT port taken
     out = lab.ex("srv", [sys.executable, "-c", probe, PUBLIC, str(leases["tcp"]), str(leases["udp"])])
     assert out.stdout.strip() == "ping" and lab.leaked() == 0, lab.leaks()
+
+
+def readdress(rig, psid, ipv4):
+    """A prefix change in the lab: another PSID and shared IPv4 on the router's WAN, at the
+    BR (route, strict port check) and in mape's NAT and miniupnpd's configuration."""
+    lab = rig.lab
+    lab.ex("rtr", ["ip", "addr", "del", lab.shared + "/32", "dev", WAN])
+    lab.ex("rtr", ["ip", "addr", "add", ipv4 + "/32", "dev", WAN])
+    lab.ex("br", ["ip", "route", "del", lab.shared + "/32"])
+    lab.ex("br", ["ip", "route", "add", ipv4 + "/32", "via", "100.64.0.2"])
+    lab.psid, lab.shared = psid, ipv4
+    lab.allowed = allowed_ranges(psid, lab.offset, lab.psid_len)
+    lab.reset()   # the BR's strict check for the new address and sets, counters zero
+    rig.configure(1, ipv4=ipv4)
+
+
+def test_a_prefix_change_moves_the_mappings(rig):
+    """A mapping granted on the old IPv4/PSID is gone after the change (miniupnpd restarted
+    with an empty lease file); a new request is granted in the new reserve, reachable from
+    the BR's side at the new IPv4; the BR counts no bad packet."""
+    lab = rig.lab
+    rig.lan_server(8080)
+    old = rig.reserved[0][0]
+    assert rig.upnpc("-e", "srv", "-n", HOST, "8080", str(old), "TCP").returncode == 0
+    assert rig.lease_ports() == [old]
+    new_ipv4 = "153.240.0.11"
+    readdress(rig, 0x35, new_ipv4)
+    assert not rig.in_reserve(old)
+    rig.restart_empty()
+    listed = rig.upnpc("-l")
+    assert rig.lease_ports() == [] and "%d->%s:8080" % (old, HOST) not in listed.stdout, listed.stdout
+    got = rig.upnpc("-e", "srv", "-n", HOST, "8080", "3074", "TCP")
+    assert got.returncode == 0, got.stdout
+    granted = [int(line.split(":")[1].split()[0]) for line in got.stdout.splitlines()
+               if line.startswith("external %s:" % new_ipv4)]
+    assert granted == [next_reserved(rig, 3074)] and rig.lease_ports() == granted, got.stdout
+    probe = r"import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close(); print('ok')"
+    out = lab.ex("srv", [sys.executable, "-c", probe, new_ipv4, str(granted[0])])
+    assert out.stdout.strip() == "ok" and lab.leaked() == 0, lab.leaks()

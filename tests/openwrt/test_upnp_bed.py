@@ -63,45 +63,48 @@ def test_upnpd_rules_follow_the_mapping_and_are_undone(profile, fresh_router):
     assert first and first.get("mapping"), r.explain()
     ipv4, sets = first["mapping"]["ipv4"], [tuple(s) for s in first["mapping"]["port_sets"]]
     assert "upnp" not in first or first["upnp"] == {"installed": False}
-    assert covered(snat_ranges(r, ipv4), sets[-1][0]), "without miniupnpd nothing is reserved"
+    tops = [b for _, b in sets]    # the reserve: the top port of every set
+    n = len(sets)
+    assert covered(snat_ranges(r, ipv4), tops[-1]), "without miniupnpd nothing is reserved"
 
     r.bed.sh("cat > /etc/config/upnpd <<'EOF'\n%sEOF\n"
              "echo 'UDP:%d:192.168.1.20:9999:0:stale' > /var/run/miniupnpd.leases; /etc/init.d/mape-py reload"
              % (UPNPD, sets[0][0] + 1))
     st = wait_state(r, "upnp rules in the status", lambda s: (s.get("upnp") or {}).get("rules"))
     assert st, r.explain()
-    last = sets[-1]
-    assert st["upnp"]["reserved"] == [list(last)]
-    assert st["upnp"]["rules"] == ["allow %d-%d 0.0.0.0/0 1-65535" % last, "deny 0-65535 0.0.0.0/0 0-65535"]
+    assert st["upnp"]["reserved"] == [[b, b] for b in tops]
+    assert st["upnp"]["rules"] == ["allow %d 0.0.0.0/0 1-65535" % b for b in tops] + ["deny 0-65535 0.0.0.0/0 0-65535"]
     assert st["upnp"]["set"] == {"external_iface": "wan", "external_ip": ipv4}
     # ours first (miniupnpd: first match wins), then the user's, unchanged
     names = [n for n, _ in sections(r)]
-    assert names[:3] == ["config", "mape_py_allow_0", "mape_py_deny"] and names[4:] == ["mine"], names
+    ours = ["mape_py_allow_%d" % i for i in range(n)] + ["mape_py_deny"]
+    assert names[:n + 2] == ["config"] + ours and names[n + 3:] == ["mine"], names
     assert get(r, "upnpd.config.external_ip") == ipv4 and get(r, "upnpd.config.external_iface") == "wan"
     for key, value in (("config.enable_natpmp", "1"), ("config.secure_mode", "1"), ("config.download", "1024"),
-                       ("config.port", "5000"), ("@perm_rule[2].comment", "Allow high ports"),
+                       ("config.port", "5000"), ("@perm_rule[%d].comment" % (n + 1), "Allow high ports"),
                        ("mine.action", "deny")):
         assert get(r, "upnpd." + key) == value, key
     # the stale lease (a port outside the reserve) was dropped with the change
     assert r.bed.read("/var/run/miniupnpd.leases") == ""
     # the reserve is out of the kernel's SNAT ranges; the port_use of the MAP-E page says why
     assert C.wait(r, "the reserve out of the SNAT ranges",
-                  lambda: not covered(snat_ranges(r, ipv4), last[0]) or None), snat_ranges(r, ipv4)
+                  lambda: not any(covered(snat_ranges(r, ipv4), b) for b in tops) or None), snat_ranges(r, ipv4)
     assert covered(snat_ranges(r, ipv4), sets[0][0])
     used = [u for s in st["port_use"] for u in s["used"] if u["by"] == "upnp"]
-    assert used == [{"ports": list(last), "by": "upnp", "name": "miniupnpd"}]
+    assert used == [{"ports": [b, b], "by": "upnp", "name": "miniupnpd"} for b in tops]
 
-    # a lease inside the reserve shows in the status; then the reserve changes (two sets):
+    # a lease inside the reserve shows in the status; then the reserve changes (two per set):
     # the rules move, the lease is dropped
     r.bed.sh("echo 'TCP:%d:192.168.1.20:8080:0:game' > /var/run/miniupnpd.leases; /etc/init.d/mape-py reload"
-             % last[0])
+             % tops[-1])
     st = wait_state(r, "the lease in the status", lambda s: (s.get("upnp") or {}).get("leases"))
-    assert st and st["upnp"]["leases"][0]["port"] == last[0] and st["upnp"]["leases"][0]["reserved"], r.explain()
+    assert st and st["upnp"]["leases"][0]["port"] == tops[-1] and st["upnp"]["leases"][0]["reserved"], r.explain()
     r.bed.sh("uci set mape.config.upnp_ports=2; uci commit mape; /etc/init.d/mape-py reload")
-    st = wait_state(r, "two reserved sets", lambda s: len((s.get("upnp") or {}).get("rules") or []) == 3)
+    two = [[b - 1, b] for b in tops]
+    st = wait_state(r, "two reserved ports per set", lambda s: (s.get("upnp") or {}).get("reserved") == two)
     assert st, r.explain()
-    assert st["upnp"]["reserved"] == [list(sets[-2]), list(last)] and st["upnp"]["leases"] == []
-    assert [n for n, _ in sections(r)][1:4] == ["mape_py_allow_0", "mape_py_allow_1", "mape_py_deny"]
+    assert st["upnp"]["leases"] == []
+    assert [x for x, _ in sections(r)][1:n + 2] == ours
     assert r.bed.read("/var/run/miniupnpd.leases") == ""
 
     # removal: our sections gone, the options back to the user's values, the rest untouched
