@@ -25,6 +25,13 @@ rpcd, netifd with map.sh + mapcalc, fw3 or fw4, odhcpd; procd emulated):
    interface.update notification carrying the new prefix (read by a `ubus subscribe
    network.interface` logger in the bed, stamped when read) to the daemon's `uci commit
    network` (the mtime of /etc/config/network, which libuci replaces at commit).
+3. port forwards (issue 14 point 1), between 1 and 2: a TCP+UDP server on the LAN host
+   behind two uci redirects from wan (as LuCI saves them, then LuCI's firewall reload), one
+   on an allowed port, one on a port of no set. Both reported in the status; the allowed one
+   reached from the internet host at the shared IPv4 and from the LAN (hairpin: fw3/fw4's
+   reflection rules), the other never answers and the BR counts its drops. After the prefix
+   change the status re-assesses the forward, `ubus call mape use_free_port` (LuCI's
+   button) moves it into the new sets, and it is reached again at the new IPv4.
 
 Each profile prints one ``MAPE-RESULT {json}`` line (name "openwrt-<profile>").
 """

@@ -12,8 +12,9 @@ tests/vm/openwrt_scenarios.py (the router is the real OpenWrt userland of tests/
     INET (an IPv4 host 203.0.113.80 serving HTTP on :80, :8080, :8081; it answers with the
           source address and port it saw: serve())
 
-Run as a program inside a namespace (``python3 provider.py serve|probe|many ...``) it is
-the HTTP server, the prober and the burst client.
+Run as a program inside a namespace (``python3 provider.py serve|probe|many|echo|knock ...``)
+it is the HTTP server, the prober, the burst client, and the LAN server behind a port forward
+with its one-shot TCP/UDP client.
 """
 import json
 import os
