@@ -108,7 +108,8 @@ def _forward_figures(fw):
         return None
     out = {k: {"ok": v.get("ok"), "seconds": v.get("seconds"), "tries": v.get("tries")}
            for k, v in fw.items() if isinstance(v, dict) and "ok" in v and k != "use_free_port"}
-    out.update({k: fw.get(k) for k in ("seconds_reload_to_status", "seconds_moved_to_status", "br_delta")
+    out.update({k: fw.get(k) for k in ("seconds_reload_to_status", "seconds_use_free_port_call", "seconds_moved_to_status",
+                                       "br_delta")
                 if k in fw})
     return out
 
