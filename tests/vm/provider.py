@@ -12,8 +12,9 @@ tests/vm/openwrt_scenarios.py (the router is the real OpenWrt userland of tests/
     INET (an IPv4 host 203.0.113.80 serving HTTP on :80, :8080, :8081; it answers with the
           source address and port it saw: serve())
 
-Run as a program inside a namespace (``python3 provider.py serve|probe|many ...``) it is
-the HTTP server, the prober and the burst client.
+Run as a program inside a namespace (``python3 provider.py serve|probe|many|echo|knock ...``)
+it is the HTTP server, the prober, the burst client, and the LAN server behind a port forward
+with its one-shot TCP/UDP client.
 """
 import json
 import os
@@ -260,6 +261,74 @@ def many(count, port, hold):
     print(json.dumps(results))
 
 
+def echo(port):
+    """A LAN server behind a forward: on TCP and UDP ``port`` (all addresses) it answers each
+    connection / datagram with {"ip", "port", "proto"}: the source it saw."""
+    import socket
+    import threading
+
+    def udp():
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        u.bind(("0.0.0.0", port))
+        while True:
+            _, peer = u.recvfrom(2048)
+            u.sendto(json.dumps({"ip": peer[0], "port": peer[1], "proto": "udp"}).encode(), peer)
+
+    threading.Thread(target=udp, daemon=True).start()
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", port))
+    t.listen(64)
+    while True:
+        c, peer = t.accept()
+        try:
+            c.sendall(json.dumps({"ip": peer[0], "port": peer[1], "proto": "tcp"}).encode())
+        except OSError:
+            pass
+        c.close()
+
+
+def echo_argv(port):
+    return [sys.executable, os.path.join(HERE, "provider.py"), "echo", str(port)]
+
+
+def knock_argv(proto, host, port, timeout, src=None):
+    return [sys.executable, os.path.join(HERE, "provider.py"), "knock", proto, host, str(port), str(timeout),
+            src or ""]
+
+
+def knock(proto, host, port, timeout, src):
+    """One TCP connection or UDP datagram to host:port (from ``src`` if given); prints
+    {"ok", "seen" (what echo() answered) or "error", "seconds"}."""
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    t0 = time.time()
+    try:
+        if src:
+            s.bind((src, 0))
+        if proto == "tcp":
+            s.connect((host, port))
+            data = b""
+            while True:
+                chunk = s.recv(2048)
+                if not chunk:
+                    break
+                data += chunk
+        else:
+            s.sendto(b"knock", (host, port))
+            data = s.recv(2048)
+        out = {"ok": True, "seen": json.loads(data.decode())}
+    except (OSError, ValueError) as e:
+        out = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+    finally:
+        s.close()
+    out["seconds"] = round(time.time() - t0, 3)
+    print(json.dumps(out))
+
+
 def probe(ipv4, interval, path):
     """Loop: GET / with a 0.5 s timeout; when the server reports ``ipv4`` write
     {"time", "tries", "port"} to ``path`` (atomically) and exit."""
@@ -290,5 +359,9 @@ if __name__ == "__main__":
         probe(sys.argv[2], float(sys.argv[3]), sys.argv[4])
     elif sys.argv[1] == "serve":
         serve()
+    elif sys.argv[1] == "echo":
+        echo(int(sys.argv[2]))
+    elif sys.argv[1] == "knock":
+        knock(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else "")
     elif sys.argv[1] == "many":
         many(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))

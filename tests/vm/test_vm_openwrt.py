@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "openwrt"))
 
 from tools import vm  # noqa: E402
 import bed as B  # noqa: E402  (build_profile: tools/openwrt/build.py, failures raise)
+from expect import port_ok  # noqa: E402  (tests/vm, on sys.path as the test's directory)
 
 # MAPE_VM_OPENWRT_PROFILES=24.10 narrows a run by hand (a test of a profile not run fails)
 PROFILES = tuple(os.environ.get("MAPE_VM_OPENWRT_PROFILES", "21.02 24.10").split())
@@ -92,12 +93,25 @@ def results():
             "c_seconds_update_to_commit": ch.get("c_seconds_update_to_commit"),
             "after_t0": ch.get("after_t0"),
             "br_during_bad_by_reason": r.get("br_during_bad_by_reason"), "br_before": r.get("br_before"),
-            "br_after": r.get("br_after"), "seconds_install_to_lan_ipv4": r.get("seconds_install_to_lan_ipv4")}
+            "br_after": r.get("br_after"), "seconds_install_to_lan_ipv4": r.get("seconds_install_to_lan_ipv4"),
+            "forwards": {when: _forward_figures(r.get(when)) for when in ("forwards_before", "forwards_after")}}
     vm.write_results({"summary": summary, "results": res}, "MAPE_VM_OPENWRT_RESULTS", "mape-vm-openwrt-results-",
                      "VM OpenWrt tier")
     if not res:
         pytest.fail("the VM printed no OpenWrt result (rc %s); its output ends:\n%s" % (rc, out[-6000:]))
     return res
+
+
+def _forward_figures(fw):
+    """Seconds of each reach of a forward (BR side, hairpin, blocked) and the BR's deltas."""
+    if not fw:
+        return None
+    out = {k: {"ok": v.get("ok"), "seconds": v.get("seconds"), "tries": v.get("tries")}
+           for k, v in fw.items() if isinstance(v, dict) and "ok" in v and k != "use_free_port"}
+    out.update({k: fw.get(k) for k in ("seconds_reload_to_status", "seconds_use_free_port_call", "seconds_moved_to_status",
+                                       "br_delta")
+                if k in fw})
+    return out
 
 
 def get(results, profile):
@@ -185,3 +199,74 @@ def test_prefix_change_timeline(results, profile):
                                           ch["c_seconds_update_to_commit"], COMMIT_GOAL))
     assert t["wan6_update_with_new_prefix"] <= t["network_committed"] <= t["wan_ifup"] <= t["lan_ipv4_answer"], t
     assert ch["a_seconds_to_lan_ipv4"] == t["lan_ipv4_answer"] and ch["c_seconds_update_to_commit"] >= 0, ch
+
+
+LAN_HOST, LAN_ROUTER, INET = "192.168.1.100", "192.168.1.1", "203.0.113.80"
+
+
+def assert_reached(fw, ipv4, port, via):
+    """TCP and UDP to the LAN server at ipv4:port answered: from the BR's side the server saw
+    the internet host itself, from the LAN (hairpin) the router's LAN address (the firewall's
+    reflection SNAT)."""
+    for proto in ("tcp", "udp"):
+        got = fw["%s_%s" % (via, proto)]
+        assert got["ok"], "%s %s to %s:%d: %s\nreflection rules: %s" % (via, proto, ipv4, port, got,
+                                                                      fw.get("reflection_rules"))
+        assert got["seen"] == dict(got["seen"], proto=proto, ip=INET if via == "inet" else LAN_ROUTER), got
+
+
+def assert_br_inbound(delta, what):
+    """The BR forwarded the inbound packets to the CE and saw only valid packets back (what
+    counts as bad is BAD minus down_bad: the blocked port's packets are meant to be dropped)."""
+    assert delta["down_ok"] > 0 and delta["inner_ok"] > 0, (what, delta)
+    bad = {k: delta[k] for k in BAD if k != "down_bad" and delta.get(k)}
+    assert not bad, "the BR dropped invalid packets (%s): %s" % (what, delta)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_forward_reached_from_the_br_side(results, profile):
+    """Issue 14 point 1: a TCP and a UDP server on the LAN host behind a forward (a uci
+    redirect from wan, as LuCI saves it) on an allowed port answer the internet host at the
+    shared IPv4; the forward on a port of no set is reported (allowed "no", the warning, the
+    nearest free allowed port) and never answers: the BR drops it and counts it."""
+    r = get(results, profile)
+    fw, exp = r["forwards_before"], r["expect_before"]
+    port, blocked = fw["allowed_port"], fw["blocked_port"]
+    game, nas = fw["forwards"]
+    assert (game["section"], game["allowed"], game["kept_out"]) == ("game", "yes", [[port, port]]), game
+    assert nas["section"] == "blocked" and nas["allowed"] == "no" and nas["suggestion"], nas
+    assert any(w["code"] == "forward-port-not-allowed" for w in fw["warnings"]), fw["warnings"]
+    assert_reached(fw, exp["ipv4"], port, "inet")
+    for proto in ("tcp", "udp"):
+        assert not fw["blocked_" + proto]["ok"], fw["blocked_" + proto]
+    assert fw["br_delta"]["down_bad"] >= 2, fw["br_delta"]     # a SYN and a datagram at least
+    assert_br_inbound(fw["br_delta"], "forwards")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_forward_hairpin(results, profile):
+    """NAT loopback: a LAN host reaching the shared IPv4:port of the forward gets to the LAN
+    server (TCP and UDP), through fw3's / fw4's reflection rules."""
+    r = get(results, profile)
+    fw = r["forwards_before"]
+    assert fw["reflection_rules"], "the firewall made no reflection rule"
+    assert_reached(fw, r["expect_before"]["ipv4"], fw["allowed_port"], "hairpin")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_forward_after_prefix_change(results, profile):
+    """After the prefix change the status re-assesses the forward against the new PSID (its
+    port is in no new set: allowed "no" with a suggestion); LuCI's "use a free allowed port"
+    moves it, and it answers at the new shared IPv4 from the BR's side and from the LAN."""
+    r = get(results, profile)
+    fa, new = r["forwards_after"], r["expect_after"]
+    before = r["forwards_before"]["allowed_port"]
+    assert fa["game_after_change"]["allowed"] == "no" and fa["game_after_change"]["suggestion"], fa
+    # the reply is None when rpcd's 30 s exec limit ran out under TCG (seconds_use_free_port_call)
+    assert fa["use_free_port"] is None or fa["use_free_port"].get("ok") is True, fa["use_free_port"]
+    port = fa["new_port"]
+    assert port == fa["game_after_change"]["suggestion"][0] and port_ok(port, new["ports"]) and port != before
+    assert fa["forwards"][0]["allowed"] == "yes" and fa["forwards"][0]["kept_out"] == [[port, port]], fa
+    assert_reached(fa, new["ipv4"], port, "inet")
+    assert_reached(fa, new["ipv4"], port, "hairpin")
+    assert_br_inbound(fa["br_delta"], "forward after the change")
