@@ -74,3 +74,19 @@ def test_a_prefix_change_moves_the_rules_and_drops_the_stale_leases(router):
     assert calls == ["miniupnpd running", "miniupnpd stop", "miniupnpd start"], router.calls()
     assert st["upnp"]["set"]["external_ip"] == "106.72.63.108"
     assert st["upnp"]["reserved"] == [list(r) for r in new_reserved] and st["upnp"]["leases"] == []
+
+
+def test_upnp_ports_above_a_quarter_of_a_set_is_cut_down_and_said(router):
+    router.write("etc/config/upnpd", UPNPD)
+    router.write("etc/init.d/miniupnpd", INIT)
+    os.chmod(router.path("etc/init.d/miniupnpd"), 0o755)
+    router.write("etc/config/mape", router.read("etc/config/mape") + "\toption upnp_ports '10'\n")
+    p = router.once()
+    assert p.returncode == 0, p.stderr
+    st = router.status()
+    sets = [tuple(r) for r in st["mapping"]["port_sets"]]
+    assert st["upnp"]["reserved"] == [list(r) for r in upnp.reserve(sets, 4)]      # 4 of each 16
+    assert sum(b - a + 1 for a, b in st["upnp"]["reserved"]) == 4 * len(sets)
+    (w,) = [w for w in st["warnings"] if w["code"] == "upnp-ports-capped"]
+    assert "upnp_ports 10" in w["message"] and "4 port(s) per set" in w["message"]
+    assert len(ours(router)) == len(sets) + 1           # one allow run per set, then the deny

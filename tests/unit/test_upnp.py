@@ -71,6 +71,15 @@ def test_the_reserve_lies_in_the_sets_and_keeps_sets_equal(psid, count):
     assert len(set(left)) == 1 and left[0] >= 12   # equally sized (round-robin SNAT), most kept
 
 
+def test_upnp_ports_above_a_quarter_of_a_set_is_cut_down_and_said():
+    v6plus, wide = port_sets(0x34, 4, 8), port_sets(1, 4, 2)   # 16-port sets; 1024-port sets
+    assert upnp.per_set(v6plus, 10) == 4 and upnp.capped_warnings(v6plus, 4) == []
+    assert sum(b - a + 1 for a, b in upnp.reserve(v6plus, 10)) == 4 * len(v6plus)
+    (w,) = upnp.capped_warnings(v6plus, 10)
+    assert w["code"] == "upnp-ports-capped" and "4 port(s) per set" in w["message"]
+    assert upnp.per_set(wide, 64) == 64 and upnp.capped_warnings(wide, 64) == []
+
+
 def test_conf_lines_and_uci_sections_say_the_same():
     want = upnp.desired(MAPPING, [SETS[-1]], "wan")
     a, b = SETS[-1]

@@ -46,6 +46,23 @@ def reserve(port_sets, count, forwarded=()):
     return _merge(out)
 
 
+def per_set(port_sets, count):
+    """How many ports ``reserve`` takes from the smallest set (block) for a wish of ``count``."""
+    size = min((min(b - a + 1, BLOCK) for a, b in port_sets), default=0)
+    return min(count, size // SHARE)
+
+
+def capped_warnings(port_sets, count):
+    """``upnp_ports`` above what reserve() takes is not an error (the default config may ask
+    more than a small set gives) but the user should hear it was cut down."""
+    got = per_set(port_sets, count)
+    if got >= count:
+        return []
+    return [{"code": "upnp-ports-capped",
+             "message": "upnp_ports %d is more than a quarter of a port set: %d port(s) per set are reserved "
+                        "for UPnP / NAT-PMP / PCP, the rest stays with outgoing NAT" % (count, got)}]
+
+
 def _run(a, b):
     return str(a) if a == b else "%d-%d" % (a, b)
 

@@ -561,6 +561,8 @@ class OpenWrt(Platform):
         text = self.system.read(self._upnp_lease_file(sections), limit=1 << 20)
         out["leases"] = upnp.parse_leases(text, reserved)
         out["warnings"] = upnp.preset_warnings(sections)
+        if target is not None:
+            out["warnings"] += upnp.capped_warnings(target.mapping.port_sets, self.nat.upnp_count)
         return out
 
     # -- report ----------------------------------------------------------------------

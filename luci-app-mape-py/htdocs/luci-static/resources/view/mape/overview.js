@@ -189,6 +189,12 @@ function warningText(w) {
 		return _('More than 80% of the ports are in use: new connections will soon fail. A per-host cap (Settings \u2192 Connections per LAN host) keeps one host from taking them all.');
 	case 'every-port-forwarded':
 		return _('Your port forwards cover every port of your port sets: none of them is kept out of outgoing NAT, or LAN connections would have no port left.');
+	case 'upnp-lease-unreachable':
+		return _('A UPnP / NAT-PMP / PCP mapping holds a port outside the ports reserved for it: the border relay never delivers it. Renew the mapping on the device (restart the console or app).');
+	case 'upnp-preset-first':
+		return _('miniupnpd checks a network preset before the MAP-E port rules and can grant ports that never reach this router: %s').format(w.message || '?');
+	case 'upnp-ports-capped':
+		return _('More ports were asked for UPnP than a port set can spare: at most a quarter of each set is reserved, the rest stays with outgoing connections.');
 	case 'forward-port-not-allowed':
 		return _('A port forward uses a port outside your port sets: the provider\'s border relay drops it, it never arrives. See "Port forwards" below.');
 	default:
