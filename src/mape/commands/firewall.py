@@ -19,7 +19,8 @@ examples:
   mape-py firewall check --wan-if map-wan --prefix 240b:10:1234:5600::/56
 
 The ports of the port forwards in /etc/config/firewall (DNAT redirects from the wan zone)
-inside the port sets are kept out of NAT, as the daemon keeps them (--forwards none: not).
+inside the port sets are kept out of NAT, as the daemon keeps them (--forwards none: not), and
+so are the ports reserved for miniupnpd when it is installed (--upnp-ports; docs/upnp.md).
 
 MAP-E のポートセット NAT ルールを生成・適用・削除・確認します。
 """
@@ -60,6 +61,9 @@ def add_arguments(parser):
                         help="firewall config whose port forwards (DNAT redirects from --zone) are kept out "
                              "of NAT, as the daemon does (default: %(default)s, if present; 'none': ignore)")
     parser.add_argument("--zone", default="wan", help="the MAP-E firewall zone (default: %(default)s)")
+    parser.add_argument("--upnp-ports", type=int, default=None, metavar="N",
+                        help="ports per set reserved for miniupnpd, kept out of NAT (default: upnp_ports of "
+                             "--config when miniupnpd is installed, as the daemon does; 0: none)")
 
 
 def build_spec(args):
@@ -94,25 +98,46 @@ def build_spec(args):
 
 
 def _with_forwards(args, kw, port_sets):
-    """``kw`` with the allowed ports of the port forwards in --forwards added to kept_out."""
-    from mape.core import forwards
+    """``kw`` with the allowed ports of the port forwards in --forwards and the ports reserved
+    for miniupnpd added to kept_out, as the daemon adds them (core.upnp.kept_out)."""
+    from mape.core import upnp
     from mape.core.nat import normalize_ranges
+
+    user = normalize_ranges(kw["kept_out"])
+    kept = upnp.kept_out(_forwards(args), port_sets, _upnp_ports(args), user)
+    return dict(kw, kept_out=normalize_ranges(list(kw["kept_out"]) + kept)) if kept else kw
+
+
+def _forwards(args):
+    from mape.core import forwards
     from mape.core.ucifile import parse
 
     if args.forwards == "none":
-        return kw
+        return []
     try:
         with open(args.forwards, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
         if args.forwards == FIREWALL_CONFIG:
-            return kw   # not an OpenWrt firewall: nothing forwarded
+            return []   # not an OpenWrt firewall: nothing forwarded
         raise InputError("--forwards: %s does not exist" % args.forwards)
     except OSError as e:
         raise InputError("--forwards: %s" % e)
-    kept = forwards.kept_out(forwards.redirects(parse(text, source=args.forwards), args.zone), port_sets,
-                             normalize_ranges(kw["kept_out"]))
-    return dict(kw, kept_out=normalize_ranges(list(kw["kept_out"]) + kept)) if kept else kw
+    return forwards.redirects(parse(text, source=args.forwards), args.zone)
+
+
+def _upnp_ports(args):
+    import os
+
+    from mape.platform.openwrt import UPNP_CONFIG
+    from mape.settings import Settings, load_settings
+
+    if args.upnp_ports is not None:
+        lower, upper = Settings.FIELDS["upnp_ports"][2:]
+        if not lower <= args.upnp_ports <= upper:
+            raise InputError("--upnp-ports must be between %d and %d" % (lower, upper))
+        return args.upnp_ports
+    return load_settings(args.config).upnp_ports if os.path.exists(UPNP_CONFIG) else 0
 
 
 def run(args):

@@ -46,6 +46,16 @@ def reserve(port_sets, count, forwarded=()):
     return _merge(out)
 
 
+def kept_out(forwards, port_sets, count, user_kept_out=()):
+    """The allowed ports outgoing SNAT must leave alone beyond ``user_kept_out`` (nat_keep_out):
+    those of the active port forwards, then ``count`` per set reserved for miniupnpd (the
+    forwarded ports skipped). One place, so the daemon and `mape-py firewall` agree."""
+    from mape.core.forwards import kept_out as forwarded_ports
+
+    forwarded = forwarded_ports(forwards, port_sets, user_kept_out)
+    return _merge(forwarded + (reserve(port_sets, count, forwarded) if count else []))
+
+
 def per_set(port_sets, count):
     """How many ports ``reserve`` takes from the smallest set (block) for a wish of ``count``."""
     size = min((min(b - a + 1, BLOCK) for a, b in port_sets), default=0)

@@ -175,26 +175,24 @@ class NatAdapter:
         """``options`` with the allowed ports of the port forwards and the ports reserved for
         miniupnpd added to kept_out: an outgoing connection must never take the port a
         forward or a UPnP/NAT-PMP/PCP mapping needs."""
-        from mape.core.forwards import kept_out
+        from mape.core.upnp import kept_out
 
         options = dict(options or {})
-        forwarded = kept_out(self.forwards, target.mapping.port_sets, options.get("kept_out") or ())
-        extra = forwarded + self.upnp_reserved(target, forwarded)
+        extra = kept_out(self.forwards, target.mapping.port_sets, self.upnp_count, options.get("kept_out") or ())
         if not extra:
             return options
         options["kept_out"] = self.core.normalize_ranges(list(options.get("kept_out") or []) + extra)
         return options
 
-    def upnp_reserved(self, target, forwarded=None):
+    def upnp_reserved(self, target):
         """The ports reserved for miniupnpd ([(a, b)]; forwarded ports are not)."""
         from mape.core.forwards import kept_out
         from mape.core.upnp import reserve
 
         if not self.upnp_count:
             return []
-        if forwarded is None:
-            forwarded = kept_out(self.forwards, target.mapping.port_sets)
-        return reserve(target.mapping.port_sets, self.upnp_count, forwarded)
+        sets = target.mapping.port_sets
+        return reserve(sets, self.upnp_count, kept_out(self.forwards, sets))
 
     def apply(self, spec):
         if spec is not None and self.netfilter is not None:
