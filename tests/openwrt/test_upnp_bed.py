@@ -106,6 +106,13 @@ def test_upnpd_rules_follow_the_mapping_and_are_undone(profile, fresh_router):
     assert st["upnp"]["leases"] == []
     assert [x for x, _ in sections(r)][1:n + 2] == ours
     assert r.bed.read("/var/run/miniupnpd.leases") == ""
+    # checked by hand, the daemon's ruleset is the one the mapping needs: the command keeps
+    # the same reserve out of NAT (upnp_ports of /etc/config/mape, miniupnpd installed)
+    check = r.bed.run(["mape-py", "firewall", "check", "--prefix", r.spec["calc"]], check=False)
+    assert check.returncode == 0 and '"present"' in check.stdout, (check.stdout, check.stderr)
+    check = r.bed.run(["mape-py", "firewall", "check", "--prefix", r.spec["calc"], "--upnp-ports", "0"],
+                      check=False)
+    assert check.returncode == 1 and '"stale"' in check.stdout, (check.stdout, check.stderr)
 
     # removal: our sections gone, the options back to the user's values, the rest untouched
     r.bed.sh("/etc/init.d/mape-py stop")
