@@ -162,6 +162,7 @@ class Lifecycle:
         self.steps = []
         self.lines = []
         self.error = None
+        self.opkg_running = False   # defer_rpcd_reloads holds rpcd's reload while it is True
         ours = set()
         for n in (1, 2):
             for p in versions[n]:
@@ -224,14 +225,18 @@ class Lifecycle:
         self.bed.pump()
         req0, nat0 = len(self.bed.request_log), self.nat_removals()
         t0 = time.time()
-        if hold:
-            with self.bed.lock:    # procd requests wait until the settings are written
+        self.opkg_running = True
+        try:
+            if hold:
+                with self.bed.lock:    # procd requests wait until the settings are written
+                    p = self.bed.run(argv, check=False, timeout=300, env=env)
+                    if settings:
+                        self.bed.sh("; ".join("uci set mape.config.%s='%s'" % kv
+                                              for kv in sorted(settings.items())) + "; uci commit mape")
+            else:
                 p = self.bed.run(argv, check=False, timeout=300, env=env)
-                if settings:
-                    self.bed.sh("; ".join("uci set mape.config.%s='%s'" % kv for kv in sorted(settings.items()))
-                                + "; uci commit mape")
-        else:
-            p = self.bed.run(argv, check=False, timeout=300, env=env)
+        finally:
+            self.opkg_running = False
         took = time.time() - t0
         self.bed.pump()
         time.sleep(0.5)
@@ -428,8 +433,11 @@ class Lifecycle:
         loses the answer: the init script's ubus call waits 30 s and prints "Command failed:
         ... (Request timed out)". On a router procd serves `service` and an rpcd reload cannot
         touch it. 24.10's default_postinst starts the service right after our postinst-pkg
-        reloaded rpcd, so the race is real here; the bed carries the reload out once no
-        request came for 0.3 s and no plugin process runs (this bed only; for bed.py's owner)."""
+        reloaded rpcd, so the race is real here; the bed carries the reload out once opkg has
+        exited, no request came for 0.3 s and no plugin process runs (this bed only; for
+        bed.py's owner). Not while opkg runs: under load a maintainer script's next `ubus call
+        service` came more than 0.3 s after the last and met rpcd re-executing ("Command
+        failed: Not found", CI of 38f69c1)."""
         bed = self.bed
         procd, pump = bed._procd, bed.pump
         pending = self.rpcd_pending = []
@@ -457,7 +465,7 @@ class Lifecycle:
             pump()
             with bed.lock:
                 last = bed.request_log[-1][0] if bed.request_log else 0
-                if pending and time.time() - last > 0.3 and not plugin_running():
+                if pending and not self.opkg_running and time.time() - last > 0.3 and not plugin_running():
                     msg = pending.pop(0)
                     del pending[:]      # one SIGHUP covers them all
                     procd("signal", msg)
