@@ -68,10 +68,13 @@ def old_ipk(tmp_path_factory):
     return found[0]
 
 
-@pytest.fixture(scope="session", params=[(p, l) for p in T.PROFILES for l in T.LINES],
+@pytest.fixture(scope="module", params=[(p, l) for p in T.PROFILES for l in T.LINES],
                 ids=["%s-%s" % (p, l) for p in T.PROFILES for l in T.LINES])
 def router(request, ipks):
-    """One router per (profile, line): default settings except owtier.NO_ROLLBACK (see there)."""
+    """One router per (profile, line): default settings except owtier.NO_ROLLBACK (see there).
+    Module scope, not session: pytest keeps the last instance of a session fixture up to the
+    end of the run, and in this tier netifd retries wan (no ip6tnl) several times a second,
+    which took CPU from every later tier (the VM's) for the rest of the run."""
     profile, line = request.param
     r = T.make_router(profile, line, ipks, T.NO_ROLLBACK)
     yield r
