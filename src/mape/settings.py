@@ -56,6 +56,15 @@ class Settings:
             self.nat_options == other.nat_options
 
 
+def check_flag(name, value, flag):
+    """A command-line ``flag`` that stands for option ``name``: the option's range applies.
+    Raises InputError (one line)."""
+    lower, upper = Settings.FIELDS[name][2:]
+    if not lower <= value <= upper:
+        raise InputError("%s must be between %d and %d, not %d" % (flag, lower, upper, value))
+    return value
+
+
 def _convert(name, raw, kind, lower, upper):
     if isinstance(raw, list):
         raise InputError("option '%s' must be a single value, not a list" % name)

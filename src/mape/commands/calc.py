@@ -96,11 +96,9 @@ def load_table(config_path):
 def check_options(args):
     """The --mtu range of /etc/config/mape's `mtu` option. Raises InputError."""
     if args.mtu is not None:
-        from mape.settings import Settings
+        from mape.settings import check_flag
 
-        lower, upper = Settings.FIELDS["mtu"][2:]
-        if not lower <= args.mtu <= upper:
-            raise InputError("--mtu must be between %d and %d, not %d" % (lower, upper, args.mtu))
+        check_flag("mtu", args.mtu, "--mtu")
 
 
 def render_stanza(section_type, name, options):

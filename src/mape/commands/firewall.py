@@ -89,15 +89,15 @@ def build_spec(args):
         from mape.core.mapping import calc
 
         mapping = calc(args.prefix, load_table(args.config))
-        return NatSpec.from_mapping(mapping, **_with_forwards(args, kw, mapping.port_sets))
+        return NatSpec.from_mapping(mapping, **_with_kept_out(args, kw, mapping.port_sets))
     if any(v is None for v in numeric):
         raise InputError("give --prefix, or all of --ipv4 --psid --psid-offset --psid-len")
     sets = NatSpec.from_params(args.ipv4, args.psid, args.psid_offset, args.psid_len, **kw).port_sets
     return NatSpec.from_params(args.ipv4, args.psid, args.psid_offset, args.psid_len,
-                               **_with_forwards(args, kw, sets))
+                               **_with_kept_out(args, kw, sets))
 
 
-def _with_forwards(args, kw, port_sets):
+def _with_kept_out(args, kw, port_sets):
     """``kw`` with the allowed ports of the port forwards in --forwards and the ports reserved
     for miniupnpd added to kept_out, as the daemon adds them (core.upnp.kept_out)."""
     from mape.core import upnp
@@ -130,13 +130,10 @@ def _upnp_ports(args):
     import os
 
     from mape.platform.openwrt import UPNP_CONFIG
-    from mape.settings import Settings, load_settings
+    from mape.settings import check_flag, load_settings
 
     if args.upnp_ports is not None:
-        lower, upper = Settings.FIELDS["upnp_ports"][2:]
-        if not lower <= args.upnp_ports <= upper:
-            raise InputError("--upnp-ports must be between %d and %d" % (lower, upper))
-        return args.upnp_ports
+        return check_flag("upnp_ports", args.upnp_ports, "--upnp-ports")
     return load_settings(args.config).upnp_ports if os.path.exists(UPNP_CONFIG) else 0
 
 

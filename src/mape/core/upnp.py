@@ -13,7 +13,7 @@ it checks in order, first match wins: `allow <run> 0.0.0.0/0 1-65535` per reserv
 `deny 0-65535 0.0.0.0/0 0-65535`. A request for another port is refused (AddPortMapping) or
 answered with a permitted one (AddAnyPortMapping, NAT-PMP, PCP pick a free allowed port).
 """
-from mape.core.nat import normalize_ranges as _merge, subtract_ranges as _subtract
+from mape.core.nat import normalize_ranges as _merge
 
 PREFIX = "mape_py_"           # uci sections mape-py owns in /etc/config/upnpd
 DENY = PREFIX + "deny"
@@ -36,7 +36,7 @@ def reserve(port_sets, count, forwarded=()):
     for first, last in port_sets:
         for top in range(last, first - 1, -BLOCK):
             low = max(first, top - BLOCK + 1)
-            want = min(count, (top - low + 1) // SHARE)
+            want = _per_block(top - low + 1, count)
             port = top
             while want > 0 and port >= low:
                 if not any(a <= port <= b for a, b in forwarded):
@@ -56,10 +56,13 @@ def kept_out(forwards, port_sets, count, user_kept_out=()):
     return _merge(forwarded + (reserve(port_sets, count, forwarded) if count else []))
 
 
+def _per_block(size, count):
+    return min(count, size // SHARE)
+
+
 def per_set(port_sets, count):
     """How many ports ``reserve`` takes from the smallest set (block) for a wish of ``count``."""
-    size = min((min(b - a + 1, BLOCK) for a, b in port_sets), default=0)
-    return min(count, size // SHARE)
+    return _per_block(min((min(b - a + 1, BLOCK) for a, b in port_sets), default=0), count)
 
 
 def capped_warnings(port_sets, count):
